@@ -1,0 +1,159 @@
+"""Turn source records into clean rows: text, source time, labels and meta, or a reason to reject."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .timestamps import parse_timestamp
+
+_TAG = re.compile(r"<[^>]{0,200}>")
+_BREAK = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
+_INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\x00"), None)
+
+ERROR_EMPTY_TEXT = "empty text"
+ERROR_TEXT_TOO_LONG = "text is {length:,} characters, over the limit of {limit:,}"
+ERROR_UNKNOWN_LABEL = "unknown label {label!r} (project labels: {known})"
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    text: str
+    time: str | None
+    label: str | None
+
+
+@dataclass(frozen=True)
+class CleanRow:
+    line: int
+    text: str
+    content_hash: str
+    observed_at: datetime | None
+    time_given: bool
+    meta_json: str
+    labels: tuple[tuple[str, str], ...]
+
+
+def clean_text(value: Any, *, unescape_html: bool) -> str:
+    """Return the text without NULs, BOMs and zero-width spaces, NFC-normalized and stripped."""
+    if value is None:
+        return ""
+    text = (
+        value
+        if isinstance(value, str)
+        else json.dumps(value, ensure_ascii=False)
+        if isinstance(value, dict | list)
+        else str(value)
+    )
+    text = _safe_str(text).translate(_INVISIBLE)
+    if unescape_html:
+        text = _TAG.sub("", _BREAK.sub("\n", text))
+        text = html.unescape(text).translate(_INVISIBLE)
+    return unicodedata.normalize("NFC", text).strip()
+
+
+def _safe_str(text: str) -> str:
+    """Replace lone surrogates (possible from JSON escapes), which no database will store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _safe_meta(value: Any) -> Any:
+    if isinstance(value, str):
+        return _safe_str(value).replace("\x00", "")
+    if isinstance(value, dict):
+        return {_safe_meta(str(key)): _safe_meta(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_safe_meta(item) for item in value]
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class RowNormalizer:
+    """Validate one record against the field map and the project's labels."""
+
+    def __init__(
+        self,
+        *,
+        fields: FieldMap,
+        label_names: dict[str, str],
+        label_map: dict[str, str],
+        create_missing_labels: bool,
+        unescape_html: bool,
+        max_text_chars: int,
+    ) -> None:
+        self.fields = fields
+        self.label_names = label_names
+        self.label_folded = {name.casefold(): name for name in label_names}
+        self.label_map = label_map
+        self.create_missing_labels = create_missing_labels
+        self.unescape_html = unescape_html
+        self.max_text_chars = max_text_chars
+        self.new_labels: list[str] = []
+
+    def resolve_label(self, raw: Any) -> str | None:
+        """Return the project label name for a raw value, None for no label; raise ValueError if unknown."""
+        if raw is None:
+            return None
+        value = clean_text(raw, unescape_html=False)
+        if not value:
+            return None
+        value = self.label_map.get(value, value)
+        if value in self.label_names:
+            return value
+        folded = self.label_folded.get(value.casefold())
+        if folded is not None:
+            return folded
+        if self.create_missing_labels and len(value) <= 100:
+            self.label_names[value] = value
+            self.label_folded[value.casefold()] = value
+            self.new_labels.append(value)
+            return value
+        known = ", ".join(sorted(self.label_names)) or "none yet"
+        raise ValueError(ERROR_UNKNOWN_LABEL.format(label=value[:100], known=known))
+
+    def normalize(self, line: int, fields: dict[str, Any], extra_labels: list[tuple[str, str]]) -> CleanRow:
+        """Return a CleanRow or raise ValueError with the reason the row is rejected."""
+        text = clean_text(fields.get(self.fields.text), unescape_html=self.unescape_html)
+        if not text:
+            raise ValueError(ERROR_EMPTY_TEXT)
+        if len(text) > self.max_text_chars:
+            raise ValueError(ERROR_TEXT_TOO_LONG.format(length=len(text), limit=self.max_text_chars))
+        raw_time = fields.get(self.fields.time) if self.fields.time else None
+        observed_at = parse_timestamp(raw_time)
+        time_given = raw_time not in (None, "") and not (isinstance(raw_time, str) and not raw_time.strip())
+        labels: list[tuple[str, str]] = []
+        if self.fields.label:
+            name = self.resolve_label(fields.get(self.fields.label))
+            if name is not None:
+                labels.append((name, "import"))
+        for raw_label, labeler in extra_labels:
+            name = self.resolve_label(raw_label)
+            if name is not None:
+                labels.append((name, labeler))
+        used = {self.fields.text, self.fields.time, self.fields.label}
+        meta = {key: value for key, value in fields.items() if key not in used}
+        meta_json = json.dumps(_safe_meta(meta), ensure_ascii=False, default=str) if meta else "{}"
+        return CleanRow(
+            line=line,
+            text=text,
+            content_hash=content_hash(text),
+            observed_at=observed_at,
+            time_given=time_given,
+            meta_json=meta_json,
+            labels=tuple(dict.fromkeys(labels)),
+        )

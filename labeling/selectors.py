@@ -1,0 +1,97 @@
+"""Reads for the labeling room: projects visible to a user, counts, jobs, examples, annotations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.http import Http404
+
+from .models import Annotation, Example, ImportJob, Label, Membership, Project
+from .permissions import is_global_admin, project_role, role_allows
+
+
+class ProjectAccessDenied(Exception):
+    """The user is a member of the project but their role is too low for this page or endpoint."""
+
+
+def project_list_for_user(*, user: Any) -> QuerySet[Project]:
+    """Projects the user may open: all of them for global admins, their memberships otherwise."""
+    projects = Project.objects.all()
+    if not is_global_admin(user):
+        projects = projects.filter(memberships__user_id=user.pk)
+    return projects.order_by("name")
+
+
+def project_get_for_user(*, user: Any, slug: str, minimum_role: str) -> tuple[Project, str]:
+    """Return the project and the user's role; Http404 for non-members, ProjectAccessDenied for low roles."""
+    project = Project.objects.filter(slug=slug).first()
+    if project is None:
+        raise Http404("No such project.")
+    role = project_role(user, project)
+    if role is None:
+        raise Http404("No such project.")
+    if not role_allows(role, minimum_role):
+        raise ProjectAccessDenied(f"This needs the {minimum_role} role in {project.slug}.")
+    return project, role
+
+
+def project_counts(*, project: Project) -> dict[str, int]:
+    """Count examples, labeled examples and examples still waiting for a label."""
+    examples = Example.objects.filter(project=project)
+    labeled_filter = Exists(Annotation.objects.filter(example_id=OuterRef("pk")))
+    totals = examples.aggregate(total=Count("id"), labeled=Count("id", filter=Q(labeled_filter)))
+    return {
+        "examples": totals["total"],
+        "labeled": totals["labeled"],
+        "queued": totals["total"] - totals["labeled"],
+    }
+
+
+def label_list(*, project: Project) -> QuerySet[Label]:
+    return Label.objects.filter(project=project).select_related("parent").order_by("order", "name")
+
+
+def label_counts(*, project: Project) -> dict[int, int]:
+    """Annotations per label id."""
+    return dict(
+        Annotation.objects.filter(example__project=project)
+        .values_list("label_id")
+        .annotate(n=Count("id"))
+        .values_list("label_id", "n")
+    )
+
+
+def import_job_list(*, project: Project, limit: int = 20) -> QuerySet[ImportJob]:
+    return ImportJob.objects.filter(project=project).select_related("created_by").order_by("-id")[:limit]
+
+
+def import_job_get_for_user(*, user: Any, job_id: int, minimum_role: str) -> ImportJob:
+    """Return a job the user may see; Http404 when the job or its project is not theirs."""
+    job = ImportJob.objects.select_related("project", "created_by").filter(pk=job_id).first()
+    if job is None:
+        raise Http404("No such job.")
+    project_get_for_user(user=user, slug=job.project.slug, minimum_role=minimum_role)
+    return job
+
+
+def example_list(*, project: Project, search: str = "", labeled: str = "") -> QuerySet[Example]:
+    """Examples newest first by source time, with their annotations and labels prefetched."""
+    examples = Example.objects.filter(project=project)
+    if search:
+        examples = examples.filter(text__icontains=search)
+    if labeled in {"yes", "no"}:
+        has_label = Exists(Annotation.objects.filter(example_id=OuterRef("pk")))
+        examples = examples.filter(has_label if labeled == "yes" else ~has_label)
+    return examples.prefetch_related("annotations__label", "annotations__author").order_by("-observed_at", "-id")
+
+
+def annotation_list(*, project: Project, kind: str = "") -> QuerySet[Annotation]:
+    annotations = Annotation.objects.filter(example__project=project)
+    if kind:
+        annotations = annotations.filter(kind=kind)
+    return annotations.select_related("example", "label", "author").order_by("-created_at", "-id")
+
+
+def member_list(*, project: Project) -> QuerySet[Membership]:
+    return Membership.objects.filter(project=project).select_related("user").order_by("role", "user__username")

@@ -1,0 +1,138 @@
+"""Create projects with their label schema; add members; issue and check API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_slug
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from labeling.models import ROLE_RANK, ApiToken, Label, Membership, Project, ProjectRole
+from labeling.permissions import GLOBAL_ROLE_GROUPS
+
+ERROR_SLUG_TAKEN = "A project with the slug {slug!r} already exists."
+ERROR_BAD_SLUG = "A slug uses only letters, digits, hyphens and underscores (got {slug!r})."
+ERROR_NO_NAME = "A project needs a name."
+ERROR_DUPLICATE_LABEL = "The label {name!r} is listed twice."
+ERROR_EMPTY_LABEL = "A label needs a name."
+ERROR_BAD_ROLE = "Role must be one of annotator, reviewer, admin (got {role!r})."
+TOKEN_PREFIX = "fw_"
+
+
+class ProjectError(Exception):
+    """A project, label or member request that cannot be carried out as asked."""
+
+
+def project_create(
+    *,
+    slug: str,
+    name: str,
+    description: str = "",
+    labels: list[dict[str, Any]] | None = None,
+    created_by: Any = None,
+) -> Project:
+    """Create a project and its labels in one transaction; the first nine labels get keys 1–9."""
+    slug = (slug or "").strip()
+    try:
+        validate_slug(slug)
+    except ValidationError as exc:
+        raise ProjectError(ERROR_BAD_SLUG.format(slug=slug)) from exc
+    if not (name or "").strip():
+        raise ProjectError(ERROR_NO_NAME)
+    seen: set[str] = set()
+    for label in labels or []:
+        label_name = str(label.get("name") or "").strip()
+        if not label_name:
+            raise ProjectError(ERROR_EMPTY_LABEL)
+        if label_name.casefold() in seen:
+            raise ProjectError(ERROR_DUPLICATE_LABEL.format(name=label_name))
+        seen.add(label_name.casefold())
+    try:
+        with transaction.atomic():
+            project = Project.objects.create(
+                slug=slug,
+                name=name.strip(),
+                description=description or "",
+                created_by=created_by if getattr(created_by, "pk", None) else None,
+            )
+            Label.objects.bulk_create(
+                Label(
+                    project=project,
+                    name=str(label["name"]).strip(),
+                    description=str(label.get("description") or ""),
+                    shortcut=str(label.get("shortcut") or (str(order + 1) if order < 9 else "")),
+                    order=order,
+                )
+                for order, label in enumerate(labels or [])
+            )
+    except IntegrityError as exc:
+        if Project.objects.filter(slug=slug).exists():
+            raise ProjectError(ERROR_SLUG_TAKEN.format(slug=slug)) from exc
+        raise
+    return project
+
+
+def member_add(*, project: Project, username: str, role: str, password: str | None = None) -> tuple[Membership, bool]:
+    """Give a user a role in a project, creating the user when missing; return (membership, user_created)."""
+    if role not in ProjectRole.values:
+        raise ProjectError(ERROR_BAD_ROLE.format(role=role))
+    user_model = get_user_model()
+    with transaction.atomic():
+        user, created = user_model.objects.get_or_create(username=username)
+        if password:
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        elif created:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+        membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
+        user_groups_sync(user=user)
+    return membership, created
+
+
+def user_groups_sync(*, user: Any) -> None:
+    """Put the user in the group of their highest project role (groups mirror roles for the admin site)."""
+    groups = {name: Group.objects.get_or_create(name=name)[0] for name in GLOBAL_ROLE_GROUPS}
+    roles = set(Membership.objects.filter(user=user).values_list("role", flat=True))
+    if not roles:
+        return
+    highest = max(roles, key=lambda role: ROLE_RANK[ProjectRole(role)])
+    if highest == ProjectRole.ADMIN:
+        # A project admin is not a global admin: keep the global `admin` group for explicit grants.
+        highest = ProjectRole.REVIEWER if ProjectRole.REVIEWER in roles else None
+    for name, group in groups.items():
+        if name == "admin":
+            continue
+        if name == highest:
+            user.groups.add(group)
+        else:
+            user.groups.remove(group)
+
+
+def api_token_create(*, user: Any, name: str = "") -> tuple[ApiToken, str]:
+    """Create a token and return it with its plain value, which is not stored and cannot be shown again."""
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        user=user, name=name, prefix=raw[:10], key_hash=hashlib.sha256(raw.encode()).hexdigest()
+    )
+    return token, raw
+
+
+def api_token_authenticate(*, raw: str) -> Any:
+    """Return the active user owning an unrevoked token, or None."""
+    if not raw or not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
+        return None
+    digest = hashlib.sha256(raw.encode()).hexdigest()
+    token = ApiToken.objects.select_related("user").filter(key_hash=digest, revoked_at__isnull=True).first()
+    if token is None or not token.user.is_active:
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token.user

@@ -1,0 +1,1 @@
+"""Admin for model versions and runs (registered as their tables arrive)."""
