@@ -67,13 +67,14 @@ def _safe_str(text: str) -> str:
     return text
 
 
-def _safe_meta(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """Return the value with NULs and lone surrogates removed from every string, NaN as null."""
     if isinstance(value, str):
         return _safe_str(value).replace("\x00", "")
     if isinstance(value, dict):
-        return {_safe_meta(str(key)): _safe_meta(item) for key, item in value.items()}
+        return {json_safe(str(key)): json_safe(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_safe_meta(item) for item in value]
+        return [json_safe(item) for item in value]
     if isinstance(value, float) and value != value:  # NaN is not JSON
         return None
     return value
@@ -147,7 +148,7 @@ class RowNormalizer:
                 labels.append((name, labeler))
         used = {self.fields.text, self.fields.time, self.fields.label}
         meta = {key: value for key, value in fields.items() if key not in used}
-        meta_json = json.dumps(_safe_meta(meta), ensure_ascii=False, default=str) if meta else "{}"
+        meta_json = json.dumps(json_safe(meta), ensure_ascii=False, default=str) if meta else "{}"
         return CleanRow(
             line=line,
             text=text,

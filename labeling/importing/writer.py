@@ -51,6 +51,9 @@ def _insert_examples_postgresql(rows: list[CleanRow], project_id: int, job_id: i
             f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE_TABLE} "
             "(text text, meta text, observed_at timestamptz, content_hash text) ON COMMIT DELETE ROWS"
         )
+        # ON COMMIT empties the table only at a real commit; inside an outer transaction the
+        # rows of an earlier chunk would still be there.
+        cursor.execute(f"TRUNCATE {_STAGE_TABLE}")
         raw = cursor.cursor
         with raw.copy(f"COPY {_STAGE_TABLE} (text, meta, observed_at, content_hash) FROM STDIN") as copy:
             for row in rows:

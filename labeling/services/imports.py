@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from labeling.importing import formats
 from labeling.importing.formats import FileCheck, ImportFileError, Record
-from labeling.importing.rows import CleanRow, FieldMap, RowNormalizer
+from labeling.importing.rows import CleanRow, FieldMap, RowNormalizer, json_safe
 from labeling.importing.writer import write_chunk
 from labeling.models import ImportFormat, ImportJob, ImportSource, JobState, Label, Project
 
@@ -177,7 +177,9 @@ def import_job_run(*, job_id: int, on_progress: Callable[[ImportJob], None] | No
 
 def _finish(job: ImportJob, *, state: str, message: str) -> None:
     job.state = state
-    job.message = message
+    job.message = json_safe(message)
+    job.result = json_safe(job.result)
+    job.errors = json_safe(job.errors)
     job.finished_at = timezone.now()
     job.heartbeat_at = job.finished_at
     if state == JobState.SUCCEEDED:
@@ -224,7 +226,7 @@ class _Report:
         if len(self.kept) < MAX_ERRORS_KEPT:
             self.kept.append({"line": line, "reason": reason})
         if self.handle is None:
-            self.handle = open(self.path, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
+            self.handle = open(self.path, "w", encoding="utf-8", errors="backslashreplace", newline="")  # noqa: SIM115 - closed in close()
             self.writer = csv.writer(self.handle)
             self.writer.writerow(["line", "reason", "row"])
         self.writer.writerow([line, reason, raw])
@@ -391,6 +393,8 @@ def _store_tally(job: ImportJob, tally: _Tally, report: _Report) -> None:
 
 def _save_progress(job: ImportJob, tally: _Tally, report: _Report, fraction: float) -> None:
     _store_tally(job, tally, report)
+    job.result = json_safe(job.result)
+    job.errors = json_safe(job.errors)
     job.progress = min(max(fraction, 0.0), 0.99)
     job.heartbeat_at = timezone.now()
     job.save(update_fields=["progress", "heartbeat_at", "result", "errors", "error_count", "report_path"])
