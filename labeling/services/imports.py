@@ -32,6 +32,7 @@ MAX_ATTEMPTS = 3
 ERROR_WORKER_LOST = "The worker running this import stopped; it was started again ({attempt} of {limit})."
 ERROR_WORKER_LOST_FINAL = "The worker running this import stopped {limit} times; the import was abandoned."
 ERROR_UNEXPECTED = "The import stopped on an unexpected error ({error}); rows written so far are kept and re-running the import adds only what is missing."
+ERROR_UPLOAD_TOO_LARGE = "The upload is larger than the import limit of {limit:,} bytes; nothing was imported."
 ERROR_BAD_OPTION = "{name} must be {expected}."
 
 
@@ -92,16 +93,20 @@ def import_job_create(
     path: str | os.PathLike[str] | None = None,
     records: Iterable[dict[str, Any]] | None = None,
 ) -> ImportJob:
-    """Store the file (an upload stream, a local path to copy, or JSON records) and queue its import.
+    """Store the file (an upload stream, a local path to copy, or JSON records) as a queued import job.
 
-    The job is queued on commit; the limit on size is checked here so an oversized upload fails at once.
+    An upload over FLYWHEEL_IMPORT_MAX_BYTES raises ImportFileError here, before any job exists.
     """
     job_dir = Path(settings.UPLOAD_DIR) / uuid.uuid4().hex
     job_dir.mkdir(parents=True)
     safe_name = Path(filename or "upload").name[:200] or "upload"
     target = job_dir / safe_name
     if upload is not None:
-        _copy_limited(upload, target)
+        try:
+            _copy_limited(upload, target)
+        except ImportFileError:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise
     elif path is not None:
         shutil.copyfile(path, target)
     elif records is not None:
@@ -127,19 +132,21 @@ def import_job_create(
 
 
 def _copy_limited(upload: IO[bytes], target: Path) -> None:
+    """Copy an upload in blocks, refusing it as soon as it passes the import size limit."""
     limit = settings.FLYWHEEL_IMPORT_MAX_BYTES
+    declared = getattr(upload, "size", None)
+    if isinstance(declared, int) and declared > limit:
+        raise ImportFileError(formats.ERROR_TOO_LARGE.format(size=declared, limit=limit))
     written = 0
     with open(target, "wb") as handle:
-        while True:
-            block = upload.read(1 << 20)
-            if not block:
-                break
+        while block := upload.read(1 << 20):
             written += len(block)
             if written > limit:
-                # Keep reading nothing more: the check in the worker reports the size clearly.
-                handle.write(block[: max(0, limit + 1 - (written - len(block)))])
                 break
             handle.write(block)
+    if written > limit:
+        target.unlink()
+        raise ImportFileError(ERROR_UPLOAD_TOO_LARGE.format(limit=limit))
 
 
 def import_job_enqueue(*, job: ImportJob) -> None:

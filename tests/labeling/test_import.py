@@ -274,3 +274,22 @@ def test_progress_and_counts_across_many_chunks(project):
     assert job.state == "succeeded" and job.progress == 1.0
     assert job.result["examples_created"] == 100
     assert job.result["annotations_created"] == 100
+
+
+@override_settings(FLYWHEEL_IMPORT_MAX_BYTES=100)
+@pytest.mark.parametrize("declare_size", [True, False])
+def test_an_upload_over_the_limit_is_refused_before_a_job_exists(project, declare_size):
+    import io
+
+    from labeling import services
+    from labeling.importing.formats import ImportFileError
+    from labeling.models import ImportJob
+
+    upload = io.BytesIO(b"text\n" + b"word " * 100)
+    if declare_size:
+        upload.size = len(upload.getvalue())
+    with pytest.raises(ImportFileError, match="import limit of 100 bytes"):
+        services.import_job_create(
+            project=project, source="upload", filename="big.csv", options=services.ImportOptions(), upload=upload
+        )
+    assert not ImportJob.objects.exists()
