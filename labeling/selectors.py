@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404
 
 from .models import Annotation, Example, ImportJob, Label, Membership, Project
@@ -95,3 +96,40 @@ def annotation_list(*, project: Project, kind: str = "") -> QuerySet[Annotation]
 
 def member_list(*, project: Project) -> QuerySet[Membership]:
     return Membership.objects.filter(project=project).select_related("user").order_by("role", "user__username")
+
+
+def project_list_with_labels_for_user(*, user: Any) -> QuerySet[Project]:
+    """Projects the user may open, with their labels (and each label's parent) prefetched in order."""
+    labels = Label.objects.select_related("parent").order_by("order", "name")
+    return project_list_for_user(user=user).prefetch_related(Prefetch("labels", queryset=labels))
+
+
+def member_role_get(*, project: Project, username: str) -> str | None:
+    """Return the role the named user holds in the project, or None when they are not a member."""
+    return Membership.objects.filter(project=project, user__username=username).values_list("role", flat=True).first()
+
+
+def project_list_with_counts_for_user(*, user: Any) -> QuerySet[Project]:
+    """Projects the user may open, each annotated with example, labeled-example and label counts and the user's role."""
+    examples = Example.objects.filter(project_id=OuterRef("pk")).order_by().values("project_id")
+    labeled = examples.filter(Exists(Annotation.objects.filter(example_id=OuterRef("pk"))))
+    labels = Label.objects.filter(project_id=OuterRef("pk")).order_by().values("project_id")
+    return project_list_for_user(user=user).annotate(
+        example_count=Coalesce(Subquery(examples.annotate(n=Count("id")).values("n")), 0),
+        labeled_count=Coalesce(Subquery(labeled.annotate(n=Count("id")).values("n")), 0),
+        label_count=Coalesce(Subquery(labels.annotate(n=Count("id")).values("n")), 0),
+        member_role=Subquery(Membership.objects.filter(project_id=OuterRef("pk"), user_id=user.pk).values("role")[:1]),
+    )
+
+
+def label_list_with_counts(*, project: Project) -> QuerySet[Label]:
+    """The project's labels in display order, each annotated with its number of annotations."""
+    return label_list(project=project).annotate(annotation_count=Count("annotations"))
+
+
+def import_job_get(*, project: Project, job_id: int) -> ImportJob:
+    """Return one import job of the project; Http404 when it belongs to another project or does not exist."""
+    job = ImportJob.objects.select_related("created_by").filter(project=project, pk=job_id).first()
+    if job is None:
+        raise Http404("No such import job.")
+    return job

@@ -1,3 +1,7 @@
+"""Routes of the labeling pages; every project page lives under /p/<slug>/."""
+
+from __future__ import annotations
+
 from django.urls import path
 
 from . import views
@@ -6,4 +10,12 @@ app_name = "labeling"
 
 urlpatterns = [
     path("", views.project_list, name="project_list"),
+    path("p/<slug:slug>/", views.project_overview, name="project_overview"),
+    path("p/<slug:slug>/examples/", views.example_browse, name="example_browse"),
+    path("p/<slug:slug>/review/", views.annotation_review, name="annotation_review"),
+    path("p/<slug:slug>/import/", views.import_upload, name="import_upload"),
+    path("p/<slug:slug>/imports/<int:job_id>/", views.import_job, name="import_job"),
+    path("p/<slug:slug>/imports/<int:job_id>/report.csv", views.import_report, name="import_report"),
+    path("p/<slug:slug>/export/", views.project_export, name="project_export"),
+    path("p/<slug:slug>/members/", views.member_list, name="member_list"),
 ]

@@ -407,17 +407,24 @@ def _save_progress(job: ImportJob, tally: _Tally, report: _Report, fraction: flo
     job.save(update_fields=["progress", "heartbeat_at", "result", "errors", "error_count", "report_path"])
 
 
+def _count(number: int, singular: str, plural: str) -> str:
+    return f"{number:,} {singular if number == 1 else plural}"
+
+
 def import_summary(result: dict[str, Any]) -> str:
     """Say in one sentence what an import did, for the job page, the API and the command line."""
-    parts = [f"{result.get('examples_created', 0):,} examples added"]
+    parts = [_count(result.get("examples_created", 0), "example added", "examples added")]
     if result.get("duplicates"):
-        parts.append(f"{result['duplicates']:,} already present (skipped)")
+        parts.append(_count(result["duplicates"], "row already present", "rows already present") + " (skipped)")
     if result.get("annotations_created"):
-        parts.append(f"{result['annotations_created']:,} labels stored")
+        parts.append(_count(result["annotations_created"], "label stored", "labels stored"))
     if result.get("rows_rejected"):
-        parts.append(f"{result['rows_rejected']:,} rows rejected (see the report)")
+        parts.append(_count(result["rows_rejected"], "row rejected", "rows rejected") + " (see the report)")
     if result.get("rows_without_timestamp"):
-        parts.append(f"{result['rows_without_timestamp']:,} rows without a usable timestamp (imported without one)")
+        parts.append(
+            _count(result["rows_without_timestamp"], "row", "rows")
+            + " without a usable timestamp (imported without one)"
+        )
     if not result.get("examples_created") and not result.get("annotations_created"):
         parts.append("nothing new: this data was already imported")
     return "; ".join(parts) + "."

@@ -155,7 +155,7 @@ def test_unknown_labels_reject_the_row_and_the_report_lists_it(project):
         report = list(csv.reader(handle))
     assert report[0] == ["line", "reason", "row"]
     assert report[1][0] == "3" and "spamm" in report[1][2]
-    assert "1 rows rejected" in job.message
+    assert "1 row rejected" in job.message
 
 
 def test_create_missing_labels_adds_them_to_the_project(project):
