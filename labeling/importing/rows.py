@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -68,14 +69,14 @@ def _safe_str(text: str) -> str:
 
 
 def json_safe(value: Any) -> Any:
-    """Return the value with NULs and lone surrogates removed from every string, NaN as null."""
+    """Return the value with NULs and lone surrogates removed from every string, NaN and infinities as null."""
     if isinstance(value, str):
         return _safe_str(value).replace("\x00", "")
     if isinstance(value, dict):
         return {json_safe(str(key)): json_safe(item) for key, item in value.items()}
     if isinstance(value, list):
         return [json_safe(item) for item in value]
-    if isinstance(value, float) and value != value:  # NaN is not JSON
+    if isinstance(value, float) and not math.isfinite(value):  # NaN and infinities are not JSON
         return None
     return value
 
@@ -148,7 +149,7 @@ class RowNormalizer:
                 labels.append((name, labeler))
         used = {self.fields.text, self.fields.time, self.fields.label}
         meta = {key: value for key, value in fields.items() if key not in used}
-        meta_json = json.dumps(json_safe(meta), ensure_ascii=False, default=str) if meta else "{}"
+        meta_json = json.dumps(json_safe(meta), ensure_ascii=False, default=str, allow_nan=False) if meta else "{}"
         return CleanRow(
             line=line,
             text=text,

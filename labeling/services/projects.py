@@ -22,6 +22,9 @@ ERROR_NO_NAME = "A project needs a name."
 ERROR_DUPLICATE_LABEL = "The label {name!r} is listed twice."
 ERROR_EMPTY_LABEL = "A label needs a name."
 ERROR_BAD_ROLE = "Role must be one of annotator, reviewer, admin (got {role!r})."
+ERROR_SLUG_TOO_LONG = "A slug has at most 64 characters (got {length})."
+ERROR_NAME_TOO_LONG = "A project name has at most 200 characters (got {length})."
+ERROR_LABEL_TOO_LONG = "A label name has at most 100 characters (got {length})."
 TOKEN_PREFIX = "fw_"
 
 
@@ -43,13 +46,19 @@ def project_create(
         validate_slug(slug)
     except ValidationError as exc:
         raise ProjectError(ERROR_BAD_SLUG.format(slug=slug)) from exc
+    if len(slug) > 64:
+        raise ProjectError(ERROR_SLUG_TOO_LONG.format(length=len(slug)))
     if not (name or "").strip():
         raise ProjectError(ERROR_NO_NAME)
+    if len(name.strip()) > 200:
+        raise ProjectError(ERROR_NAME_TOO_LONG.format(length=len(name.strip())))
     seen: set[str] = set()
     for label in labels or []:
         label_name = str(label.get("name") or "").strip()
         if not label_name:
             raise ProjectError(ERROR_EMPTY_LABEL)
+        if len(label_name) > 100:
+            raise ProjectError(ERROR_LABEL_TOO_LONG.format(length=len(label_name)))
         if label_name.casefold() in seen:
             raise ProjectError(ERROR_DUPLICATE_LABEL.format(name=label_name))
         seen.add(label_name.casefold())

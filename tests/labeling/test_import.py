@@ -293,3 +293,9 @@ def test_an_upload_over_the_limit_is_refused_before_a_job_exists(project, declar
             project=project, source="upload", filename="big.csv", options=services.ImportOptions(), upload=upload
         )
     assert not ImportJob.objects.exists()
+
+
+def test_infinite_and_nan_numbers_in_meta_are_stored_as_null(project):
+    job = run_import(project, '{"text": "a", "label": "spam", "score": Infinity, "other": NaN}\n', "inf.jsonl")
+    assert job.state == "succeeded", job.message
+    assert Example.objects.get().meta == {"score": None, "other": None}
