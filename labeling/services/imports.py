@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import queue
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -178,7 +181,10 @@ def import_job_run(*, job_id: int, on_progress: Callable[[ImportJob], None] | No
         _finish(job, state=JobState.FAILED, message=str(exc))
     except Exception as exc:  # noqa: BLE001 - the job row must always say how it ended
         logger.exception("import job %s failed", job.pk)
-        _finish(job, state=JobState.FAILED, message=ERROR_UNEXPECTED.format(error=type(exc).__name__))
+        message = ERROR_UNEXPECTED.format(error=type(exc).__name__)
+        job.errors = [{"line": None, "reason": message}, *job.errors][:MAX_ERRORS_KEPT]
+        job.error_count += 1
+        _finish(job, state=JobState.FAILED, message=message)
     return job
 
 
@@ -267,17 +273,19 @@ def _run(job: ImportJob, on_progress: Callable[[ImportJob], None] | None) -> Non
                 max_text_chars=settings.FLYWHEEL_IMPORT_MAX_TEXT_CHARS,
             )
             job.result = {"format": check.format, "columns": asdict(fields)}
-            for chunk in _chunks(records, normalizer, tally, report, settings.FLYWHEEL_IMPORT_CHUNK_ROWS):
-                if normalizer.new_labels:
-                    labels.update(_labels_create(job.project, normalizer.new_labels))
-                    normalizer.new_labels.clear()
-                written = write_chunk(rows=chunk, project_id=job.project_id, job_id=job.pk, label_ids=labels)
-                tally.examples_created += written.created
-                tally.duplicates += written.duplicates
-                tally.annotations_created += written.annotations_created
-                _save_progress(job, tally, report, counter.bytes_read / max(check.size_bytes, 1))
-                if on_progress is not None:
-                    on_progress(job)
+            chunks = _chunks(records, normalizer, tally, report, settings.FLYWHEEL_IMPORT_CHUNK_ROWS)
+            prepared = _with_new_labels(chunks, normalizer, counter, check.size_bytes)
+            with closing(_read_ahead(prepared)) as ahead:
+                for chunk, new_labels, fraction in ahead:
+                    if new_labels:
+                        labels.update(_labels_create(job.project, new_labels))
+                    written = write_chunk(rows=chunk, project_id=job.project_id, job_id=job.pk, label_ids=labels)
+                    tally.examples_created += written.created
+                    tally.duplicates += written.duplicates
+                    tally.annotations_created += written.annotations_created
+                    _save_progress(job, tally, report, fraction)
+                    if on_progress is not None:
+                        on_progress(job)
     finally:
         report.close()
     if tally.rows_read == 0:
@@ -372,6 +380,62 @@ def _chunks(
             chunk = []
     if chunk:
         yield chunk
+
+
+def _with_new_labels(
+    chunks: Iterator[list[CleanRow]], normalizer: RowNormalizer, counter: formats.CountingReader, size: int
+) -> Iterator[tuple[list[CleanRow], list[str], float]]:
+    """Pair each chunk with the label names first seen in it and the share of the file read so far."""
+    for chunk in chunks:
+        new_labels = normalizer.new_labels[:]
+        normalizer.new_labels.clear()
+        yield chunk, new_labels, counter.bytes_read / max(size, 1)
+
+
+_END = object()
+
+
+def _read_ahead(items: Iterator[Any]) -> Iterator[Any]:
+    """Yield `items`, producing the next one in a thread while the caller works on the current one.
+
+    Reading and cleaning a chunk is Python work and writing one mostly waits on the database, so
+    the two overlap. The thread touches no database connection. Close the generator to stop it.
+    """
+    handoff: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def offer(item: Any, error: BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put((item, error), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer(item, None):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
+            offer(_END, exc)
+        else:
+            offer(_END, None)
+
+    thread = threading.Thread(target=produce, name="import-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = handoff.get()
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _labels_create(project: Project, names: list[str]) -> dict[str, int]:
