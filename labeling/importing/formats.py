@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -211,21 +212,17 @@ def _unique_names(names: list[str]) -> list[str]:
 
 
 def _prepend(first: str, rest: io.TextIOWrapper) -> Iterator[str]:
-    """Yield lines of `first` followed by the rest of the stream, keeping newlines for the csv module."""
-    buffered = io.StringIO(first)
-    tail = ""
-    for line in buffered:
-        if line.endswith(("\n", "\r")):
-            yield tail + line
-            tail = ""
-        else:
-            tail += line
-    for line in rest:
-        if tail:
-            line, tail = tail + line, ""
-        yield line
-    if tail:
-        yield tail
+    """Return the lines of `first` followed by the rest of the stream, keeping newlines for the csv module.
+
+    A line cut at the end of `first` is completed with the stream's next line; the remaining lines
+    come straight from the stream, with no Python code per line.
+    """
+    lines = io.StringIO(first).readlines()
+    if lines and not lines[-1].endswith(("\n", "\r")):
+        following = next(rest, None)
+        if following is not None:
+            lines[-1] += following
+    return itertools.chain(lines, rest)
 
 
 def _csv_records(reader: Any, header: list[str]) -> Iterator[Record]:
@@ -248,7 +245,7 @@ def _csv_records(reader: Any, header: list[str]) -> Iterator[Record]:
         if len(row) != width:
             yield Record(line=start, error=f"expected {width} fields, found {len(row)}", raw=raw)
             continue
-        yield Record(line=start, fields=dict(zip(header, row, strict=True)), raw=raw)
+        yield Record(line=start, fields=dict(zip(header, row)), raw=raw)  # noqa: B905 - lengths checked above
 
 
 def jsonl_records(text: io.TextIOWrapper) -> Iterator[Record]:

@@ -10,13 +10,28 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from json.encoder import c_make_encoder, encode_basestring
+from typing import Any, NamedTuple
 
 from .timestamps import parse_timestamp
 
 _TAG = re.compile(r"<[^>]{0,200}>")
 _BREAK = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
-_INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\x00"), None)
+_META_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str, allow_nan=False)
+
+
+def _c_meta_encoder() -> Any:
+    """Build the C encoder behind json.dumps once, not per row; None where it is missing or has changed."""
+    if c_make_encoder is None:
+        return None
+    try:
+        return c_make_encoder(None, str, encode_basestring, None, ": ", ", ", False, False, False)
+    except TypeError:
+        return None
+
+
+_META_ENCODE_ONE = _c_meta_encoder()
+_LABEL_CACHE_SIZE = 10_000
 
 ERROR_EMPTY_TEXT = "empty text"
 ERROR_TEXT_TOO_LONG = "text is {length:,} characters, over the limit of {limit:,}"
@@ -30,8 +45,9 @@ class FieldMap:
     label: str | None
 
 
-@dataclass(frozen=True)
-class CleanRow:
+class CleanRow(NamedTuple):
+    """One row ready to write; a named tuple because large imports build millions of them."""
+
     line: int
     text: str
     content_hash: str
@@ -52,15 +68,26 @@ def clean_text(value: Any, *, unescape_html: bool) -> str:
         if isinstance(value, dict | list)
         else str(value)
     )
-    text = _safe_str(text).translate(_INVISIBLE)
+    text = _without_invisible(_safe_str(text))
     if unescape_html:
-        text = _TAG.sub("", _BREAK.sub("\n", text))
-        text = html.unescape(text).translate(_INVISIBLE)
-    return unicodedata.normalize("NFC", text).strip()
+        if "<" in text:
+            text = _TAG.sub("", _BREAK.sub("\n", text))
+        if "&" in text:
+            text = _without_invisible(html.unescape(text))
+    if not text.isascii():  # ASCII text is already NFC
+        text = unicodedata.normalize("NFC", text)
+    return text.strip()
+
+
+def _without_invisible(text: str) -> str:
+    # Three replace() calls cost far less than translate(), which is slow on non-ASCII text.
+    return text.replace("\x00", "").replace("\ufeff", "").replace("\u200b", "")
 
 
 def _safe_str(text: str) -> str:
     """Replace lone surrogates (possible from JSON escapes), which no database will store."""
+    if text.isascii():
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -79,6 +106,20 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):  # NaN and infinities are not JSON
         return None
     return value
+
+
+def meta_json(meta: dict[str, Any]) -> str:
+    """Return meta as JSON that jsonb accepts: no NUL escapes, NaN, infinities or lone surrogates."""
+    if not meta:
+        return "{}"
+    try:
+        encoded = "".join(_META_ENCODE_ONE(meta, 0)) if _META_ENCODE_ONE else _META_ENCODER.encode(meta)
+    except (TypeError, ValueError, RecursionError):
+        encoded = ""
+    # Clean meta (nearly all rows) encodes the same with or without json_safe; only the rest pay for it.
+    if not encoded or "\\u0000" in encoded or not (encoded.isascii() or _safe_str(encoded) is encoded):
+        return json.dumps(json_safe(meta), ensure_ascii=False, default=str, allow_nan=False)
+    return encoded
 
 
 def content_hash(text: str) -> str:
@@ -106,11 +147,24 @@ class RowNormalizer:
         self.unescape_html = unescape_html
         self.max_text_chars = max_text_chars
         self.new_labels: list[str] = []
+        self._used = frozenset((fields.text, fields.time, fields.label))
+        self._resolved: dict[str, str | None] = {}
 
     def resolve_label(self, raw: Any) -> str | None:
         """Return the project label name for a raw value, None for no label; raise ValueError if unknown."""
         if raw is None:
             return None
+        if not isinstance(raw, str):
+            return self._resolve(raw)
+        # A label column repeats a handful of values: resolve each once.
+        if raw in self._resolved:
+            return self._resolved[raw]
+        name = self._resolve(raw)
+        if len(self._resolved) < _LABEL_CACHE_SIZE:
+            self._resolved[raw] = name
+        return name
+
+    def _resolve(self, raw: Any) -> str | None:
         value = clean_text(raw, unescape_html=False)
         if not value:
             return None
@@ -137,25 +191,28 @@ class RowNormalizer:
             raise ValueError(ERROR_TEXT_TOO_LONG.format(length=len(text), limit=self.max_text_chars))
         raw_time = fields.get(self.fields.time) if self.fields.time else None
         observed_at = parse_timestamp(raw_time)
-        time_given = raw_time not in (None, "") and not (isinstance(raw_time, str) and not raw_time.strip())
-        labels: list[tuple[str, str]] = []
+        time_given = observed_at is not None or (
+            raw_time not in (None, "") and not (isinstance(raw_time, str) and not raw_time.strip())
+        )
+        labels: tuple[tuple[str, str], ...] = ()
         if self.fields.label:
             name = self.resolve_label(fields.get(self.fields.label))
             if name is not None:
-                labels.append((name, "import"))
-        for raw_label, labeler in extra_labels:
-            name = self.resolve_label(raw_label)
-            if name is not None:
-                labels.append((name, labeler))
-        used = {self.fields.text, self.fields.time, self.fields.label}
-        meta = {key: value for key, value in fields.items() if key not in used}
-        meta_json = json.dumps(json_safe(meta), ensure_ascii=False, default=str, allow_nan=False) if meta else "{}"
+                labels = ((name, "import"),)
+        if extra_labels:
+            found = list(labels)
+            for raw_label, labeler in extra_labels:
+                name = self.resolve_label(raw_label)
+                if name is not None:
+                    found.append((name, labeler))
+            labels = tuple(dict.fromkeys(found))
+        used = self._used
         return CleanRow(
-            line=line,
-            text=text,
-            content_hash=content_hash(text),
-            observed_at=observed_at,
-            time_given=time_given,
-            meta_json=meta_json,
-            labels=tuple(dict.fromkeys(labels)),
+            line,
+            text,
+            content_hash(text),
+            observed_at,
+            time_given,
+            meta_json({key: value for key, value in fields.items() if key not in used}),
+            labels,
         )

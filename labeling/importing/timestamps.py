@@ -43,14 +43,14 @@ def parse_timestamp(value: object) -> datetime | None:
     text = value.strip()
     if not text:
         return None
-    if _NUMERIC.match(text):
+    # Cheap character checks first: an ISO time with a clock has a colon, a zone name ends in C or T.
+    if ":" not in text and _NUMERIC.match(text):
         return _from_epoch(float(text))
-    text = _TRAILING_ZONE.sub("+00:00", text)
+    if text[-1] in "CTct":
+        text = _TRAILING_ZONE.sub("+00:00", text)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     return moment if _MIN <= moment < _MAX else None

@@ -10,7 +10,6 @@ import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -275,11 +274,17 @@ def _run(job: ImportJob, on_progress: Callable[[ImportJob], None] | None) -> Non
             job.result = {"format": check.format, "columns": asdict(fields)}
             chunks = _chunks(records, normalizer, tally, report, settings.FLYWHEEL_IMPORT_CHUNK_ROWS)
             prepared = _with_new_labels(chunks, normalizer, counter, check.size_bytes)
-            with closing(_read_ahead(prepared)) as ahead:
+            with _ReadAhead(prepared) as ahead:
                 for chunk, new_labels, fraction in ahead:
                     if new_labels:
                         labels.update(_labels_create(job.project, new_labels))
-                    written = write_chunk(rows=chunk, project_id=job.project_id, job_id=job.pk, label_ids=labels)
+                    written = write_chunk(
+                        rows=chunk,
+                        project_id=job.project_id,
+                        job_id=job.pk,
+                        label_ids=labels,
+                        on_staged=ahead.request,
+                    )
                     tally.examples_created += written.created
                     tally.duplicates += written.duplicates
                     tally.annotations_created += written.annotations_created
@@ -395,47 +400,61 @@ def _with_new_labels(
 _END = object()
 
 
-def _read_ahead(items: Iterator[Any]) -> Iterator[Any]:
-    """Yield `items`, producing the next one in a thread while the caller works on the current one.
+class _ReadAhead:
+    """Produce the next item in a thread while the caller waits on the database with the current one.
 
-    Reading and cleaning a chunk is Python work and writing one mostly waits on the database, so
-    the two overlap. The thread touches no database connection. Close the generator to stop it.
+    Reading and cleaning a chunk is Python work; writing one mostly waits on PostgreSQL. The caller
+    calls `request()` when it starts waiting (the chunk is staged), so the thread's Python work does
+    not compete for the GIL with the caller's own. The thread touches no database connection.
+    Use as a context manager: leaving it stops the thread.
     """
-    handoff: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(maxsize=1)
-    stop = threading.Event()
 
-    def offer(item: Any, error: BaseException | None) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put((item, error), timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def __init__(self, items: Iterator[Any]) -> None:
+        self._items = items
+        self._permits = threading.Semaphore(0)
+        self._handoff: queue.SimpleQueue[tuple[Any, BaseException | None]] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._requested = False
+        self._thread = threading.Thread(target=self._produce, name="import-read-ahead", daemon=True)
 
-    def produce() -> None:
-        try:
-            for item in items:
-                if not offer(item, None):
-                    return
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
-            offer(_END, exc)
-        else:
-            offer(_END, None)
+    def __enter__(self) -> _ReadAhead:
+        self._thread.start()
+        return self
 
-    thread = threading.Thread(target=produce, name="import-read-ahead", daemon=True)
-    thread.start()
-    try:
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._permits.release()
+        self._thread.join()
+
+    def __iter__(self) -> Iterator[Any]:
         while True:
-            item, error = handoff.get()
+            self.request()
+            self._requested = False
+            item, error = self._handoff.get()
             if item is _END:
                 if error is not None:
                     raise error
                 return
             yield item
-    finally:
-        stop.set()
-        thread.join()
+
+    def request(self) -> None:
+        """Let the thread produce the next item (once per item; later calls do nothing)."""
+        if not self._requested:
+            self._requested = True
+            self._permits.release()
+
+    def _produce(self) -> None:
+        try:
+            while True:
+                self._permits.acquire()
+                if self._stop.is_set():
+                    return
+                item = next(self._items, _END)
+                self._handoff.put((item, None))
+                if item is _END:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread and raised there
+            self._handoff.put((_END, exc))
 
 
 def _labels_create(project: Project, names: list[str]) -> dict[str, int]:
