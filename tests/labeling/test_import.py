@@ -299,3 +299,18 @@ def test_infinite_and_nan_numbers_in_meta_are_stored_as_null(project):
     job = run_import(project, '{"text": "a", "label": "spam", "score": Infinity, "other": NaN}\n', "inf.jsonl")
     assert job.state == "succeeded", job.message
     assert Example.objects.get().meta == {"score": None, "other": None}
+
+
+@override_settings(FLYWHEEL_IMPORT_CHUNK_ROWS=3)
+def test_labels_on_repeats_in_later_chunks_attach_to_the_first_example_and_ids_follow_the_file(project):
+    lines = [f"text number {n} {'x' * (n * 37 % 300)},ham" for n in range(8)]
+    lines += ["text number 1 " + "x" * 37 + ",spam", "text number 0 ,spam"]
+    job = run_import(project, "text,label\n" + "\n".join(lines) + "\n")
+    assert job.state == "succeeded", job.message
+    assert job.result["examples_created"] == 8 and job.result["duplicates"] == 2
+    stored = examples(project)
+    assert [example.text.split(" x")[0].strip() for example in stored] == [f"text number {n}" for n in range(8)]
+    assert sorted(a.label.name for a in stored[1].annotations.all()) == ["ham", "spam"]
+    assert sorted(a.label.name for a in stored[0].annotations.all()) == ["ham", "spam"]
+    again = run_import(project, "text,label\n" + "\n".join(lines) + "\n")
+    assert again.result["examples_created"] == 0 and again.result["annotations_created"] == 0
