@@ -53,16 +53,6 @@ def label_list(*, project: Project) -> QuerySet[Label]:
     return Label.objects.filter(project=project).select_related("parent").order_by("order", "name")
 
 
-def label_counts(*, project: Project) -> dict[int, int]:
-    """Annotations per label id."""
-    return dict(
-        Annotation.objects.filter(example__project=project)
-        .values_list("label_id")
-        .annotate(n=Count("id"))
-        .values_list("label_id", "n")
-    )
-
-
 def import_job_list(*, project: Project, limit: int = 20) -> QuerySet[ImportJob]:
     return ImportJob.objects.filter(project=project).select_related("created_by").order_by("-id")[:limit]
 
