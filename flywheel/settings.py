@@ -188,6 +188,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "labeling.tasks.import_jobs_sweep_task",
         "schedule": 60.0,
     },
+    "expire-queue-leases": {
+        "task": "labeling.tasks.queue_leases_expire_task",
+        "schedule": 30.0,
+    },
 }
 # A running import whose heartbeat is older than this is taken to have lost its worker.
 FLYWHEEL_JOB_STALE_SECONDS = _env_int("FLYWHEEL_JOB_STALE_SECONDS", 300)

@@ -1,4 +1,5 @@
-"""Projects, their labels and examples, annotations with provenance, membership, tokens and import jobs."""
+"""Projects, their labels and examples, annotations with provenance, the queue and its leases, membership,
+tokens and import jobs."""
 
 from __future__ import annotations
 
@@ -99,6 +100,11 @@ class AnnotationKind(models.TextChoices):
     LLM = "llm", "LLM"
     GOLD = "gold", "Gold"
     IMPORTED = "imported", "Imported"
+    ADJUDICATED = "adjudicated", "Adjudicated"
+
+
+# Kinds whose labels come from people; imported labels count as human labels.
+HUMAN_KINDS = (AnnotationKind.HUMAN, AnnotationKind.IMPORTED, AnnotationKind.GOLD, AnnotationKind.ADJUDICATED)
 
 
 class AnnotationStatus(models.TextChoices):
@@ -107,6 +113,11 @@ class AnnotationStatus(models.TextChoices):
     ACCEPTED = "accepted", "Accepted"
     REJECTED = "rejected", "Rejected"
     SUPERSEDED = "superseded", "Superseded"
+    WITHDRAWN = "withdrawn", "Withdrawn (undone)"
+
+
+# Statuses of a label that still stands; rejected, superseded and withdrawn ones are kept for the record only.
+LIVE_STATUSES = (AnnotationStatus.PENDING, AnnotationStatus.SUBMITTED, AnnotationStatus.ACCEPTED)
 
 
 class Annotation(models.Model):
@@ -124,6 +135,12 @@ class Annotation(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     import_job = models.ForeignKey(
         "ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="annotations"
+    )
+    lease_id = models.UUIDField(
+        null=True, blank=True, unique=True, help_text="The queue lease this label answered; a repeat is idempotent."
+    )
+    seconds_spent = models.FloatField(
+        null=True, blank=True, help_text="Seconds from the item reaching the annotator to the label (capped)."
     )
 
     class Meta:
@@ -144,11 +161,159 @@ class Annotation(models.Model):
                 condition=Q(kind="imported"),
                 name="annotation_imported_once",
             ),
+            models.UniqueConstraint(
+                fields=["example", "author"],
+                condition=Q(kind="human", status__in=["pending", "submitted", "accepted"]),
+                name="annotation_one_live_human_label_per_author",
+            ),
+            models.UniqueConstraint(
+                fields=["example"],
+                condition=Q(kind__in=["gold", "adjudicated"], status="accepted"),
+                name="annotation_one_live_gold_or_adjudication",
+            ),
+            models.CheckConstraint(
+                condition=Q(seconds_spent__isnull=True) | Q(seconds_spent__gte=0.0),
+                name="annotation_seconds_spent_not_negative",
+            ),
         ]
-        indexes = [models.Index(fields=["example", "kind"], name="annotation_example_kind")]
+        indexes = [
+            models.Index(fields=["example", "kind"], name="annotation_example_kind"),
+            models.Index(fields=["author", "created_at"], name="annotation_author_created"),
+            models.Index(fields=["example", "author"], name="annotation_example_author"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.example_id}={self.label_id} ({self.kind})"
+
+
+class AnnotationEventKind(models.TextChoices):
+    SUBMIT = "submit", "Labeled"
+    UNDO = "undo", "Undid a label"
+    SKIP = "skip", "Skipped"
+    ADJUDICATE = "adjudicate", "Adjudicated"
+    GOLD_SET = "gold_set", "Set a gold answer"
+    GOLD_UNSET = "gold_unset", "Removed a gold answer"
+
+
+class AnnotationEvent(models.Model):
+    """What a person did to an example's labels; undo and skip are events, nothing is deleted."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotation_events")
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="annotation_events")
+    annotation = models.ForeignKey(Annotation, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    kind = models.CharField(max_length=16, choices=AnnotationEventKind.choices)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=AnnotationEventKind.values), name="annotation_event_kind_valid")
+        ]
+        indexes = [models.Index(fields=["project", "created_at"], name="annotation_event_project_time")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.example_id} by {self.actor_id}"
+
+
+class QueueReason(models.TextChoices):
+    """Why an item is in the queue; the ranking jobs choose one per item."""
+
+    EXPLORATION = "exploration", "Exploration"
+    UNCERTAIN = "uncertain", "Uncertain"
+    HARD_NEGATIVE = "hard_negative", "Hard negative"
+    LABEL_ERROR = "label_error", "Possible label error"
+    LLM_DISAGREES = "llm_disagrees", "LLM disagrees"
+    FEEDBACK = "feedback", "Feedback from predictions"
+    CURRICULUM = "curriculum", "Curriculum"
+    GOLD = "gold", "Gold check"
+
+
+class QueueState(models.TextChoices):
+    READY = "ready", "Ready"
+    LEASED = "leased", "Leased"
+    DONE = "done", "Done"
+
+
+class QueueItem(models.Model):
+    """One (example, slot) waiting for a label; an example needs as many slots as the project's overlap.
+
+    Ranking jobs write `priority` and `reason` in the background; claiming only reads the top ready row.
+    A gold item is made for one annotator at claim time, so every annotator answers each gold example once.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="queue_items")
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="queue_items")
+    slot = models.PositiveSmallIntegerField(default=0)
+    priority = models.FloatField(default=0.0)
+    reason_code = models.CharField(max_length=16, choices=QueueReason.choices, default=QueueReason.EXPLORATION)
+    reason = models.CharField(max_length=300, help_text="Why this item was chosen, in a sentence for the annotator.")
+    model_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The number of the model version that ranked it; empty before any model."
+    )
+    suggested_label = models.ForeignKey(Label, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    suggested_confidence = models.FloatField(null=True, blank=True)
+    suggestion_source = models.CharField(max_length=100, blank=True)
+    state = models.CharField(max_length=8, choices=QueueState.choices, default=QueueState.READY)
+    lease_id = models.UUIDField(null=True, blank=True, unique=True)
+    lease_owner = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    leased_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-priority", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(state__in=QueueState.values), name="queue_state_valid"),
+            models.CheckConstraint(condition=Q(reason_code__in=QueueReason.values), name="queue_reason_valid"),
+            models.UniqueConstraint(
+                fields=["example", "slot"], condition=~Q(reason_code="gold"), name="queue_one_row_per_slot"
+            ),
+            # Never two rows of one example for one person: no double lease, no second label by accident.
+            models.UniqueConstraint(fields=["example", "lease_owner"], name="queue_one_row_per_example_and_owner"),
+            models.CheckConstraint(
+                condition=Q(state="ready", lease_owner__isnull=True, lease_id__isnull=True)
+                | Q(state="leased", lease_owner__isnull=False, lease_id__isnull=False, lease_expires_at__isnull=False)
+                | Q(state="done", lease_owner__isnull=False),
+                name="queue_lease_matches_state",
+            ),
+            models.CheckConstraint(
+                condition=Q(suggested_confidence__isnull=True)
+                | Q(suggested_confidence__gte=0.0, suggested_confidence__lte=1.0),
+                name="queue_suggested_confidence_unit",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["project", "-priority", "id"], condition=Q(state="ready"), name="queue_ready_by_priority"
+            ),
+            models.Index(fields=["lease_expires_at"], condition=Q(state="leased"), name="queue_leased_expiry"),
+            models.Index(fields=["lease_owner", "state"], name="queue_owner_state"),
+            models.Index(fields=["project", "state", "reason_code"], name="queue_project_state_reason"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.example_id}#{self.slot} ({self.state})"
+
+
+class QueueSkip(models.Model):
+    """An annotator skipped this example: it goes to the back of the queue for them only."""
+
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["example", "user"], name="queue_skip_once")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} skipped {self.example_id}"
 
 
 class Membership(models.Model):

@@ -1,5 +1,15 @@
 """Writes for the labeling room."""
 
+from .annotations import (
+    AnnotationError,
+    Submitted,
+    annotation_adjudicate,
+    annotation_submit,
+    annotation_undo,
+    gold_set,
+    gold_unset,
+    label_resolve,
+)
 from .exports import EXPORT_FORMATS, export_stream
 from .imports import (
     ImportOptions,
@@ -19,8 +29,38 @@ from .projects import (
     project_create,
     user_groups_sync,
 )
+from .queue import (
+    Claim,
+    LeaseError,
+    queue_claim_next,
+    queue_fill,
+    queue_lease_extend,
+    queue_lease_get,
+    queue_leases_expire,
+    queue_overlap_sync,
+    queue_release,
+    queue_remove_example,
+)
 
 __all__ = [
+    "AnnotationError",
+    "Claim",
+    "LeaseError",
+    "Submitted",
+    "annotation_adjudicate",
+    "annotation_submit",
+    "annotation_undo",
+    "gold_set",
+    "gold_unset",
+    "label_resolve",
+    "queue_claim_next",
+    "queue_fill",
+    "queue_lease_extend",
+    "queue_lease_get",
+    "queue_leases_expire",
+    "queue_overlap_sync",
+    "queue_release",
+    "queue_remove_example",
     "EXPORT_FORMATS",
     "ImportOptions",
     "ProjectError",

@@ -26,6 +26,8 @@ from labeling.importing.rows import CleanRow, FieldMap, RowNormalizer, json_safe
 from labeling.importing.writer import write_chunk
 from labeling.models import ImportFormat, ImportJob, ImportSource, JobState, Label, Project
 
+from .queue import queue_fill
+
 logger = logging.getLogger(__name__)
 
 MAX_ERRORS_KEPT = 200
@@ -303,6 +305,8 @@ def _run(job: ImportJob, on_progress: Callable[[ImportJob], None] | None) -> Non
             message=f"Every one of the {tally.rows_read:,} rows was rejected; nothing was imported.",
         )
     else:
+        # Queue the new examples before the job reads as finished: they are claimable once it is.
+        job.result["queued"] = queue_fill(project=job.project, import_job_id=job.pk)
         _finish(job, state=JobState.SUCCEEDED, message=import_summary(job.result))
 
 
@@ -501,6 +505,8 @@ def import_summary(result: dict[str, Any]) -> str:
         parts.append(_count(result["duplicates"], "row already present", "rows already present") + " (skipped)")
     if result.get("annotations_created"):
         parts.append(_count(result["annotations_created"], "label stored", "labels stored"))
+    if result.get("queued"):
+        parts.append(_count(result["queued"], "item queued for labeling", "items queued for labeling"))
     if result.get("rows_rejected"):
         parts.append(_count(result["rows_rejected"], "row rejected", "rows rejected") + " (see the report)")
     if result.get("rows_without_timestamp"):

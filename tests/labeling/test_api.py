@@ -16,7 +16,7 @@ from django.test import Client
 from django.utils import timezone
 
 from labeling import services
-from labeling.api import ERROR_EXPORT_FORMAT, ERROR_NO_BODY, ERROR_NO_EXAMPLES, ERROR_NOT_GLOBAL_ADMIN
+from labeling.api.projects import ERROR_EXPORT_FORMAT, ERROR_NO_BODY, ERROR_NO_EXAMPLES, ERROR_NOT_GLOBAL_ADMIN
 from labeling.models import Annotation, ApiToken, Example, ImportJob, ImportSource, Label, Membership, Project
 from labeling.services.projects import (
     ERROR_BAD_SLUG,

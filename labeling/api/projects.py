@@ -1,4 +1,4 @@
-"""The labeling router of the JSON API: projects, example imports, import jobs and exports.
+"""Projects, example imports, import jobs and exports in the JSON API.
 
 Every operation authenticates with a bearer token or a logged-in browser session (see `api_auth`)
 and checks the caller's project role through `selectors.project_get_for_user`.
@@ -15,7 +15,6 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, StreamingHttpResponse
 from django.urls import reverse
 from ninja import Field, Query, Router, Schema, Status
-from ninja.security import HttpBearer, SessionAuth
 from pydantic import ValidationError as PydanticValidationError
 
 from labeling import selectors, services
@@ -36,34 +35,7 @@ ERROR_EXPORT_FORMAT = "Unknown export format {fmt!r}; use one of {choices}."
 RESERVED_EXAMPLE_KEYS = ("text", "observed_at", "label")
 
 
-class BearerAuth(HttpBearer):
-    """Accept `Authorization: Bearer <token>` for a token made by `create_api_token`."""
-
-    def authenticate(self, request: HttpRequest, token: str) -> Any:
-        user = services.api_token_authenticate(raw=token.strip())
-        if user is not None:
-            request.user = user
-        return user
-
-
-class BrowserSessionAuth(SessionAuth):
-    """Accept a logged-in browser session; check CSRF only when there is a session user to act as.
-
-    Checking CSRF for anonymous requests would answer a missing or bad token with 403 instead of 401.
-    """
-
-    def __call__(self, request: HttpRequest) -> Any:
-        if not request.user.is_authenticated:
-            return None
-        return super().__call__(request)
-
-
-def api_auth() -> list[Any]:
-    """Return the authentication classes every API operation accepts, tried in order."""
-    return [BearerAuth(), BrowserSessionAuth()]
-
-
-router = Router(tags=["labeling"])
+router = Router(tags=["projects"])
 
 
 class ErrorOut(Schema):

@@ -8,8 +8,18 @@ from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sub
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
-from .models import Annotation, Example, ImportJob, Label, Membership, Project
-from .permissions import is_global_admin, project_role, role_allows
+from labeling.models import (
+    LIVE_STATUSES,
+    Annotation,
+    Example,
+    ImportJob,
+    Label,
+    Membership,
+    Project,
+    QueueItem,
+    QueueState,
+)
+from labeling.permissions import is_global_admin, project_role, role_allows
 
 
 class ProjectAccessDenied(Exception):
@@ -38,15 +48,12 @@ def project_get_for_user(*, user: Any, slug: str, minimum_role: str) -> tuple[Pr
 
 
 def project_counts(*, project: Project) -> dict[str, int]:
-    """Count examples, labeled examples and examples still waiting for a label."""
+    """Count examples, labeled examples and queue slots still waiting for a label (ready or leased)."""
     examples = Example.objects.filter(project=project)
-    labeled_filter = Exists(Annotation.objects.filter(example_id=OuterRef("pk")))
+    labeled_filter = Exists(Annotation.objects.filter(example_id=OuterRef("pk"), status__in=LIVE_STATUSES))
     totals = examples.aggregate(total=Count("id"), labeled=Count("id", filter=Q(labeled_filter)))
-    return {
-        "examples": totals["total"],
-        "labeled": totals["labeled"],
-        "queued": totals["total"] - totals["labeled"],
-    }
+    queued = QueueItem.objects.filter(project_id=project.pk, state__in=(QueueState.READY, QueueState.LEASED)).count()
+    return {"examples": totals["total"], "labeled": totals["labeled"], "queued": queued}
 
 
 def label_list(*, project: Project) -> QuerySet[Label]:

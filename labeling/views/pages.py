@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,59 +16,16 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HTMX_STOP_POLLING, push_url
 
-from . import selectors, services
-from .importing.formats import ImportFileError
-from .models import AnnotationKind, ImportFormat, ImportJob, ImportSource, Project, ProjectRole
-from .permissions import is_global_admin, role_allows
+from labeling import selectors, services
+from labeling.importing.formats import ImportFileError
+from labeling.models import AnnotationKind, ImportFormat, ImportJob, ImportSource, Project, ProjectRole
+from labeling.permissions import is_global_admin
+
+from .common import page_context, project_view
 
 PAGE_SIZE = 50
 ERROR_NO_FILE = "Choose a file to import."
 ERROR_UNKNOWN_EXPORT_FORMAT = "Unknown export format {fmt!r}; use one of {choices}."
-FORBIDDEN_MESSAGE = "This page needs the {needed} role in {project}; your role there is {role}."
-
-ProjectView = Callable[..., HttpResponse]
-
-
-def _page_context(request: HttpRequest, project: Project, role: str, **extra: Any) -> dict[str, Any]:
-    """Return what every project page needs: the project, the role and which pages that role may open."""
-    return {
-        "project": project,
-        "role": role,
-        "role_label": ProjectRole(role).label,
-        "can_review": role_allows(role, ProjectRole.REVIEWER),
-        "can_admin": role_allows(role, ProjectRole.ADMIN),
-        "switcher_projects": selectors.project_list_for_user(user=request.user).only("slug", "name"),
-        **extra,
-    }
-
-
-def project_view(minimum_role: str) -> Callable[[ProjectView], ProjectView]:
-    """Require login and at least `minimum_role` in the project named by `slug`; pass `project` and `role` on.
-
-    Non-members get 404 (the project's existence is not disclosed); members with a lower role get a 403 page.
-    """
-
-    def decorator(view: ProjectView) -> ProjectView:
-        @functools.wraps(view)
-        def wrapper(request: HttpRequest, slug: str, *args: Any, **kwargs: Any) -> HttpResponse:
-            try:
-                project, role = selectors.project_get_for_user(user=request.user, slug=slug, minimum_role=minimum_role)
-            except selectors.ProjectAccessDenied:
-                return _forbidden(request, slug, minimum_role)
-            return view(request, *args, project=project, role=role, **kwargs)
-
-        return login_required(wrapper)
-
-    return decorator
-
-
-def _forbidden(request: HttpRequest, slug: str, minimum_role: str) -> HttpResponse:
-    """Render the 403 page for a member whose role is too low, keeping the project's navigation."""
-    project, role = selectors.project_get_for_user(user=request.user, slug=slug, minimum_role=ProjectRole.ANNOTATOR)
-    needed = ProjectRole(minimum_role).label.lower()
-    message = FORBIDDEN_MESSAGE.format(needed=needed, project=project.name, role=ProjectRole(role).label.lower())
-    context = _page_context(request, project, role, needed=needed, message=message)
-    return render(request, "labeling/forbidden.html", context, status=403)
 
 
 @require_GET
@@ -86,7 +41,7 @@ def project_list(request: HttpRequest) -> HttpResponse:
 @project_view(ProjectRole.ANNOTATOR)
 def project_overview(request: HttpRequest, *, project: Project, role: str) -> HttpResponse:
     """Show the project's labels, counts and recent imports, with links to what the role allows."""
-    context = _page_context(
+    context = page_context(
         request,
         project,
         role,
@@ -106,7 +61,7 @@ def example_browse(request: HttpRequest, *, project: Project, role: str) -> Http
     labeled = request.GET.get("labeled", "")
     examples = selectors.example_list(project=project, search=search, labeled=labeled)
     page = Paginator(examples, PAGE_SIZE).get_page(request.GET.get("page"))
-    context = _page_context(request, project, role, page=page, search=search, labeled=labeled)
+    context = page_context(request, project, role, page=page, search=search, labeled=labeled)
     template = "labeling/examples.html#results" if request.htmx else "labeling/examples.html"
     return render(request, template, context)
 
@@ -119,7 +74,7 @@ def annotation_review(request: HttpRequest, *, project: Project, role: str) -> H
     if kind not in AnnotationKind.values:
         kind = ""
     page = Paginator(selectors.annotation_list(project=project, kind=kind), PAGE_SIZE).get_page(request.GET.get("page"))
-    context = _page_context(request, project, role, page=page, kind=kind, kinds=AnnotationKind.choices)
+    context = page_context(request, project, role, page=page, kind=kind, kinds=AnnotationKind.choices)
     template = "labeling/review.html#results" if request.htmx else "labeling/review.html"
     return render(request, template, context)
 
@@ -141,7 +96,7 @@ class ImportUploadForm(forms.Form):
 def _import_form_response(
     request: HttpRequest, project: Project, role: str, form: ImportUploadForm, status: int = 200
 ) -> HttpResponse:
-    context = _page_context(
+    context = page_context(
         request,
         project,
         role,
@@ -209,7 +164,7 @@ def _job_context(request: HttpRequest, project: Project, role: str, job: ImportJ
     result = job.result or {}
     errors = job.errors or []
     warnings = result.get("warnings") or []
-    return _page_context(
+    return page_context(
         request,
         project,
         role,
@@ -253,7 +208,7 @@ def project_export(request: HttpRequest, *, project: Project, role: str) -> Http
     if fmt not in services.EXPORT_FORMATS:
         message = ERROR_UNKNOWN_EXPORT_FORMAT.format(fmt=fmt[:40], choices=", ".join(services.EXPORT_FORMATS))
         return render(
-            request, "labeling/problem.html", _page_context(request, project, role, message=message), status=400
+            request, "labeling/problem.html", page_context(request, project, role, message=message), status=400
         )
     content_type, extension = services.EXPORT_FORMATS[fmt]
     response = StreamingHttpResponse(services.export_stream(project=project, fmt=fmt), content_type=content_type)
@@ -265,5 +220,5 @@ def project_export(request: HttpRequest, *, project: Project, role: str) -> Http
 @project_view(ProjectRole.ADMIN)
 def member_list(request: HttpRequest, *, project: Project, role: str) -> HttpResponse:
     """List the project's members and their roles, with the command that adds one."""
-    context = _page_context(request, project, role, members=selectors.member_list(project=project))
+    context = page_context(request, project, role, members=selectors.member_list(project=project))
     return render(request, "labeling/members.html", context)

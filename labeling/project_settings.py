@@ -1,0 +1,69 @@
+"""A project's labeling settings, read from `Project.settings` with defaults and bounds in one place."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from .models import Project
+
+ERROR_SETTING_RANGE = "{name} must be between {low} and {high}."
+ERROR_SETTING_TYPE = "{name} must be {expected}."
+
+
+@dataclass(frozen=True)
+class LabelingSettings:
+    """How the queue hands out work: overlap, lease length, gold checks and suggestions."""
+
+    # Distinct annotators who label each example.
+    overlap: int = 1
+    # Minutes a claimed item stays reserved without a heartbeat from the open page.
+    lease_minutes: int = 10
+    # Share of claims that serve a gold example (a known answer), when the project has gold examples.
+    gold_rate: float = 0.05
+    # Show the model's or an LLM's suggestion on the annotate page (off by default: it anchors people).
+    show_suggestions: bool = False
+
+
+BOUNDS: dict[str, tuple[float, float]] = {
+    "overlap": (1, 5),
+    "lease_minutes": (1, 120),
+    "gold_rate": (0.0, 0.5),
+}
+
+
+def labeling_settings_get(project: Project) -> LabelingSettings:
+    """Return the project's labeling settings; missing or unusable stored values fall back to the defaults."""
+    stored = (project.settings or {}).get("labeling") or {}
+    try:
+        return labeling_settings_parse(stored)
+    except ValueError:
+        return LabelingSettings()
+
+
+def labeling_settings_parse(data: dict[str, Any]) -> LabelingSettings:
+    """Validate a dict of settings (missing keys keep their defaults); raise ValueError with a clear message."""
+    defaults = LabelingSettings()
+    values: dict[str, Any] = {}
+    for item in fields(LabelingSettings):
+        name = item.name
+        raw = data.get(name, getattr(defaults, name))
+        default = getattr(defaults, name)
+        if isinstance(default, bool):
+            if not isinstance(raw, bool):
+                raise ValueError(ERROR_SETTING_TYPE.format(name=name, expected="true or false"))
+            values[name] = raw
+            continue
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise ValueError(ERROR_SETTING_TYPE.format(name=name, expected="a number"))
+        if isinstance(default, int) and raw != int(raw):
+            raise ValueError(ERROR_SETTING_TYPE.format(name=name, expected="a whole number"))
+        low, high = BOUNDS[name]
+        if not low <= raw <= high:
+            raise ValueError(ERROR_SETTING_RANGE.format(name=name, low=low, high=high))
+        values[name] = type(default)(raw)
+    return LabelingSettings(**values)
+
+
+def labeling_settings_as_dict(settings: LabelingSettings) -> dict[str, Any]:
+    return asdict(settings)

@@ -1,0 +1,80 @@
+"""Reads about the queue: progress, what it holds and why, who holds leases, and a person's count today."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Any
+
+from django.db.models import Count, QuerySet
+from django.utils import timezone
+
+from labeling.models import (
+    LIVE_STATUSES,
+    Annotation,
+    AnnotationKind,
+    Label,
+    Project,
+    QueueItem,
+    QueueReason,
+    QueueState,
+)
+
+
+def queue_progress(*, project: Project) -> dict[str, int]:
+    """Count queue slots by state: `done` of `total` is the project's labeling progress."""
+    counts = dict.fromkeys(QueueState.values, 0)
+    rows = QueueItem.objects.filter(project_id=project.pk).exclude(reason_code=QueueReason.GOLD)
+    for row in rows.order_by().values("state").annotate(n=Count("id")):
+        counts[row["state"]] = row["n"]
+    total = sum(counts.values())
+    return {**counts, "total": total, "remaining": counts[QueueState.READY] + counts[QueueState.LEASED]}
+
+
+def annotation_count_today(*, project: Project, user: Any, now: datetime | None = None) -> int:
+    """Count the user's standing labels in this project since local midnight."""
+    now = timezone.localtime(now or timezone.now())
+    midnight = timezone.make_aware(datetime.combine(now.date(), time.min), now.tzinfo)
+    return Annotation.objects.filter(
+        author_id=user.pk,
+        created_at__gte=midnight,
+        kind=AnnotationKind.HUMAN,
+        status__in=LIVE_STATUSES,
+        example__project_id=project.pk,
+    ).count()
+
+
+def queue_composition(*, project: Project) -> list[dict[str, Any]]:
+    """Return one row per reason: how many slots are ready, leased and done, with the reason's label."""
+    table: dict[str, dict[str, Any]] = {}
+    rows = QueueItem.objects.filter(project_id=project.pk).order_by().values("reason_code", "state")
+    for row in rows.annotate(n=Count("id")):
+        entry = table.setdefault(
+            row["reason_code"],
+            {"reason_code": row["reason_code"], "label": QueueReason(row["reason_code"]).label, "total": 0}
+            | dict.fromkeys(QueueState.values, 0),
+        )
+        entry[row["state"]] = row["n"]
+        entry["total"] += row["n"]
+    return sorted(table.values(), key=lambda entry: (-entry["total"], entry["reason_code"]))
+
+
+def lease_list(*, project: Project) -> QuerySet[QueueItem]:
+    """Leases held now, soonest to expire first, with their holder and example."""
+    return (
+        QueueItem.objects.filter(project_id=project.pk, state=QueueState.LEASED)
+        .select_related("lease_owner", "example")
+        .order_by("lease_expires_at")
+    )
+
+
+def queue_item_labels(*, project: Project) -> list[Label]:
+    """The labels an annotator chooses from, in display order, each with the key that applies it."""
+    labels = list(Label.objects.filter(project_id=project.pk).order_by("order", "name"))
+    used = {label.shortcut for label in labels if label.shortcut}
+    digits = (str(number) for number in range(1, 10))
+    for label in labels:
+        if not label.shortcut:
+            label.key = next((digit for digit in digits if digit not in used), "")
+        else:
+            label.key = label.shortcut
+    return labels

@@ -1,0 +1,348 @@
+"""The labeling queue: filling it, claiming the next item atomically, leases, heartbeats, skips and expiry.
+
+Ranking happens elsewhere, in background jobs that write `QueueItem.priority` and `reason`. Claiming
+reads the top ready row and leases it in one statement; on PostgreSQL concurrent claimers skip each
+other's locked rows (`FOR UPDATE SKIP LOCKED`), on SQLite the immediate transaction serializes them.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from labeling.models import (
+    LIVE_STATUSES,
+    Annotation,
+    AnnotationEvent,
+    AnnotationEventKind,
+    AnnotationKind,
+    AnnotationStatus,
+    Example,
+    Project,
+    QueueItem,
+    QueueReason,
+    QueueSkip,
+    QueueState,
+)
+from labeling.project_settings import LabelingSettings, labeling_settings_get
+
+ERROR_LEASE_NOT_FOUND = "No such lease: it was released, it expired and went to someone else, or it is not yours."
+REASON_EXPLORATION = "Exploration: picked at random, so the model keeps seeing the real mix of examples."
+# Gold items are shown with a truthful reason that does not give away that their answer is known.
+REASON_GOLD = "Picked at random from the project's examples."
+CLAIM_ATTEMPTS = 5
+# Labels that say an example needs no more queue slots.
+_SETTLED_KINDS = (AnnotationKind.IMPORTED, AnnotationKind.GOLD, AnnotationKind.ADJUDICATED)
+
+
+class LeaseError(Exception):
+    """The lease does not exist, is not the caller's, or is no longer held."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A leased item handed to one annotator."""
+
+    item: QueueItem
+    resumed: bool
+
+
+def _live_status_sql() -> str:
+    return ", ".join(f"'{status}'" for status in LIVE_STATUSES)
+
+
+def _claim_sql(*, skipped: bool) -> str:
+    """Return the claim statement: lease the best ready row this user may take, in one UPDATE.
+
+    Pass one skips examples the user skipped; pass two, used only when pass one finds nothing, serves the
+    skipped ones, oldest skip first, so a skipped item comes back to its annotator last.
+    """
+    queue = QueueItem._meta.db_table
+    annotation = Annotation._meta.db_table
+    skip = QueueSkip._meta.db_table
+    lock = "FOR UPDATE OF q SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    if skipped:
+        source = f"{queue} q JOIN {skip} s ON s.example_id = q.example_id AND s.user_id = %(user)s"
+        order = "s.created_at, q.priority DESC, q.id"
+        skip_filter = ""
+    else:
+        source = f"{queue} q"
+        order = "q.priority DESC, q.id"
+        skip_filter = (
+            f"AND NOT EXISTS (SELECT 1 FROM {skip} s WHERE s.example_id = q.example_id AND s.user_id = %(user)s)"
+        )
+    return f"""
+        UPDATE {queue}
+           SET state = 'leased', lease_owner_id = %(user)s, lease_id = %(lease)s,
+               leased_at = %(now)s, lease_expires_at = %(expires)s
+         WHERE id = (
+            SELECT q.id FROM {source}
+             WHERE q.project_id = %(project)s AND q.state = 'ready'
+               AND NOT EXISTS (
+                   SELECT 1 FROM {queue} o WHERE o.example_id = q.example_id AND o.lease_owner_id = %(user)s)
+               AND NOT EXISTS (
+                   SELECT 1 FROM {annotation} a
+                    WHERE a.example_id = q.example_id AND a.author_id = %(user)s
+                      AND a.status IN ({_live_status_sql()}))
+               {skip_filter}
+             ORDER BY {order}
+             LIMIT 1 {lock})
+        RETURNING id"""
+
+
+def _lease_params(*, user: Any, now: datetime, settings: LabelingSettings) -> dict[str, Any]:
+    lease = uuid.uuid4()
+    return {
+        "user": user.pk,
+        "lease": lease if connection.features.has_native_uuid_field else lease.hex,
+        "lease_uuid": lease,
+        "now": _db_time(now),
+        "expires": _db_time(now + timedelta(minutes=settings.lease_minutes)),
+        "expires_at": now + timedelta(minutes=settings.lease_minutes),
+    }
+
+
+def _db_time(value: datetime) -> Any:
+    """Adapt a datetime for a raw statement the way the ORM would (naive UTC text on SQLite)."""
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def queue_claim_next(*, project: Project, user: Any, now: datetime | None = None) -> Claim | None:
+    """Lease the next item for this user, or None when nothing is left that they may label.
+
+    A lease the user still holds is handed back first (a reloaded page or a retried claim gets the same
+    item). Never leases an item to two people, nor to someone who labeled or holds another slot of its
+    example; the database's unique (example, owner) constraint backs that up under any race.
+    """
+    now = now or timezone.now()
+    settings = labeling_settings_get(project)
+    for _ in range(CLAIM_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                claim = _claim_once(project=project, user=user, now=now, settings=settings)
+        except IntegrityError:
+            # The same user claimed another slot of the same example at the same moment (two tabs): try again.
+            continue
+        if claim is not None:
+            return claim
+        if queue_leases_expire(now=now, project=project) == 0:
+            return None
+    return None
+
+
+def _claim_once(*, project: Project, user: Any, now: datetime, settings: LabelingSettings) -> Claim | None:
+    held = (
+        QueueItem.objects.select_related("example")
+        .filter(lease_owner_id=user.pk, state=QueueState.LEASED, project_id=project.pk, lease_expires_at__gt=now)
+        .order_by("-leased_at", "-id")
+        .first()
+    )
+    if held is not None:
+        held.lease_expires_at = now + timedelta(minutes=settings.lease_minutes)
+        QueueItem.objects.filter(pk=held.pk).update(lease_expires_at=held.lease_expires_at)
+        return Claim(item=held, resumed=True)
+    if settings.gold_rate > 0 and random.random() < settings.gold_rate:
+        gold = _claim_gold(project=project, user=user, now=now, settings=settings)
+        if gold is not None:
+            return Claim(item=gold, resumed=False)
+    params = {**_lease_params(user=user, now=now, settings=settings), "project": project.pk}
+    with connection.cursor() as cursor:
+        for skipped in (False, True):
+            cursor.execute(_claim_sql(skipped=skipped), params)
+            row = cursor.fetchone()
+            if row is not None:
+                item = QueueItem.objects.select_related("example").get(pk=row[0])
+                return Claim(item=item, resumed=False)
+    return None
+
+
+def _claim_gold(*, project: Project, user: Any, now: datetime, settings: LabelingSettings) -> QueueItem | None:
+    """Lease a gold example this user has not answered, made for them now; None when there is none."""
+    answered = Annotation.objects.filter(author_id=user.pk, status__in=LIVE_STATUSES).values("example_id")
+    seen = QueueItem.objects.filter(lease_owner_id=user.pk).values("example_id")
+    skipped = QueueSkip.objects.filter(user_id=user.pk).values("example_id")
+    candidates = list(
+        Annotation.objects.filter(
+            example__project_id=project.pk, kind=AnnotationKind.GOLD, status=AnnotationStatus.ACCEPTED
+        )
+        .exclude(example_id__in=answered)
+        .exclude(example_id__in=seen)
+        .exclude(example_id__in=skipped)
+        .values_list("example_id", flat=True)[:200]
+    )
+    if not candidates:
+        return None
+    params = _lease_params(user=user, now=now, settings=settings)
+    item = QueueItem.objects.create(
+        project_id=project.pk,
+        example_id=random.choice(candidates),
+        slot=0,
+        priority=0.0,
+        reason_code=QueueReason.GOLD,
+        reason=REASON_GOLD,
+        state=QueueState.LEASED,
+        lease_id=params["lease_uuid"],
+        lease_owner_id=user.pk,
+        leased_at=now,
+        lease_expires_at=params["expires_at"],
+    )
+    return QueueItem.objects.select_related("example").get(pk=item.pk)
+
+
+def queue_lease_get(*, user: Any, lease_id: uuid.UUID | str) -> QueueItem:
+    """Return the item the user holds under this lease (any state); LeaseError when it is not theirs."""
+    try:
+        key = uuid.UUID(str(lease_id))
+    except ValueError as exc:
+        raise LeaseError(ERROR_LEASE_NOT_FOUND) from exc
+    item = QueueItem.objects.select_related("example", "project").filter(lease_id=key).first()
+    if item is None or item.lease_owner_id != user.pk:
+        raise LeaseError(ERROR_LEASE_NOT_FOUND)
+    return item
+
+
+def queue_lease_extend(*, user: Any, lease_id: uuid.UUID | str, now: datetime | None = None) -> QueueItem:
+    """Push the lease's expiry a full term ahead (the open page's heartbeat); LeaseError when no longer held."""
+    now = now or timezone.now()
+    item = queue_lease_get(user=user, lease_id=lease_id)
+    settings = labeling_settings_get(item.project)
+    expires = now + timedelta(minutes=settings.lease_minutes)
+    updated = QueueItem.objects.filter(
+        pk=item.pk, lease_id=item.lease_id, lease_owner_id=user.pk, state=QueueState.LEASED
+    ).update(lease_expires_at=expires)
+    if not updated:
+        raise LeaseError(ERROR_LEASE_NOT_FOUND)
+    item.lease_expires_at = expires
+    return item
+
+
+def queue_release(*, user: Any, lease_id: uuid.UUID | str, now: datetime | None = None) -> QueueItem:
+    """Give a leased item back (skip): it returns to the queue, at the back for this annotator only."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        item = queue_lease_get(user=user, lease_id=lease_id)
+        if item.state != QueueState.LEASED:
+            raise LeaseError(ERROR_LEASE_NOT_FOUND)
+        QueueSkip.objects.update_or_create(example_id=item.example_id, user_id=user.pk, defaults={"created_at": now})
+        AnnotationEvent.objects.create(
+            project_id=item.project_id,
+            example_id=item.example_id,
+            actor_id=user.pk,
+            kind=AnnotationEventKind.SKIP,
+            detail={"reason_code": item.reason_code},
+            created_at=now,
+        )
+        if item.reason_code == QueueReason.GOLD:
+            QueueItem.objects.filter(pk=item.pk, state=QueueState.LEASED).delete()
+        else:
+            QueueItem.objects.filter(pk=item.pk, state=QueueState.LEASED).update(**_READY)
+        item.state = QueueState.READY
+    return item
+
+
+_READY = {"state": QueueState.READY, "lease_owner": None, "lease_id": None, "leased_at": None, "lease_expires_at": None}
+
+
+def queue_leases_expire(*, now: datetime | None = None, project: Project | None = None) -> int:
+    """Return expired leases to the queue (gold items, made for one person, are dropped); return how many."""
+    now = now or timezone.now()
+    expired = QueueItem.objects.filter(state=QueueState.LEASED, lease_expires_at__lte=now)
+    if project is not None:
+        expired = expired.filter(project_id=project.pk)
+    with transaction.atomic():
+        gold, _ = expired.filter(reason_code=QueueReason.GOLD).delete()
+        returned = expired.exclude(reason_code=QueueReason.GOLD).update(**_READY)
+    return gold + returned
+
+
+def queue_fill(*, project: Project, import_job_id: int | None = None) -> int:
+    """Queue every example that has no queue row and no settled label, in random (exploration) order.
+
+    Runs as one INSERT … SELECT; each example gets `overlap` slots sharing one priority. Return the number
+    of rows added.
+    """
+    settings = labeling_settings_get(project)
+    queue = QueueItem._meta.db_table
+    example = Example._meta.db_table
+    annotation = Annotation._meta.db_table
+    settled = ", ".join(f"'{kind}'" for kind in _SETTLED_KINDS)
+    if connection.vendor == "postgresql":
+        priority = "random()"
+        conflict = "ON CONFLICT DO NOTHING"
+    else:
+        priority = "(abs(random()) / 9223372036854775808.0)"
+        conflict = "ON CONFLICT DO NOTHING"
+    job_filter = "AND e.import_job_id = %(job)s" if import_job_id is not None else ""
+    sql = f"""
+        INSERT INTO {queue} (project_id, example_id, slot, priority, reason_code, reason, state,
+                             suggestion_source, created_at)
+        SELECT e.project_id, e.id, 0, {priority}, %(code)s, %(reason)s, 'ready', '', %(now)s
+          FROM {example} e
+         WHERE e.project_id = %(project)s {job_filter}
+           AND NOT EXISTS (SELECT 1 FROM {queue} q WHERE q.example_id = e.id)
+           AND NOT EXISTS (
+               SELECT 1 FROM {annotation} a
+                WHERE a.example_id = e.id AND a.kind IN ({settled}) AND a.status IN ({_live_status_sql()}))
+        {conflict}"""
+    params = {
+        "code": QueueReason.EXPLORATION,
+        "reason": REASON_EXPLORATION,
+        "now": _db_time(timezone.now()),
+        "project": project.pk,
+        "job": import_job_id,
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        added = max(cursor.rowcount, 0)
+        added += _slots_sync(project=project, overlap=settings.overlap)
+    return added
+
+
+def queue_overlap_sync(*, project: Project) -> int:
+    """Match every queued example's slots to the project's overlap; return rows added (or removed, negative)."""
+    settings = labeling_settings_get(project)
+    with transaction.atomic():
+        return _slots_sync(project=project, overlap=settings.overlap)
+
+
+def _slots_sync(*, project: Project, overlap: int) -> int:
+    """Add slots 1..overlap-1 next to each slot-0 row (same priority and reason); drop ready slots beyond it."""
+    queue = QueueItem._meta.db_table
+    removed, _ = (
+        QueueItem.objects.filter(project_id=project.pk, state=QueueState.READY, slot__gte=overlap)
+        .exclude(reason_code=QueueReason.GOLD)
+        .delete()
+    )
+    added = 0
+    with connection.cursor() as cursor:
+        for slot in range(1, overlap):
+            cursor.execute(
+                f"""
+                INSERT INTO {queue} (project_id, example_id, slot, priority, reason_code, reason, model_version,
+                                     suggested_label_id, suggested_confidence, suggestion_source, state, created_at)
+                SELECT q.project_id, q.example_id, %(slot)s, q.priority, q.reason_code, q.reason, q.model_version,
+                       q.suggested_label_id, q.suggested_confidence, q.suggestion_source, 'ready', %(now)s
+                  FROM {queue} q
+                 WHERE q.project_id = %(project)s AND q.slot = 0 AND q.reason_code <> 'gold'
+                   AND NOT EXISTS (SELECT 1 FROM {queue} o WHERE o.example_id = q.example_id AND o.slot = %(slot)s)
+                ON CONFLICT DO NOTHING""",
+                {"slot": slot, "now": _db_time(timezone.now()), "project": project.pk},
+            )
+            added += max(cursor.rowcount, 0)
+    return added - removed
+
+
+def queue_remove_example(*, example_id: int) -> int:
+    """Take an example's ready slots out of the queue (it became gold or was settled); leases are left alone."""
+    removed, _ = (
+        QueueItem.objects.filter(example_id=example_id, state=QueueState.READY)
+        .exclude(reason_code=QueueReason.GOLD)
+        .delete()
+    )
+    return removed
