@@ -187,7 +187,6 @@ class Annotation(models.Model):
 
 
 class AnnotationEventKind(models.TextChoices):
-    SUBMIT = "submit", "Labeled"
     UNDO = "undo", "Undid a label"
     SKIP = "skip", "Skipped"
     ADJUDICATE = "adjudicate", "Adjudicated"
@@ -196,7 +195,10 @@ class AnnotationEventKind(models.TextChoices):
 
 
 class AnnotationEvent(models.Model):
-    """What a person did to an example's labels; undo and skip are events, nothing is deleted."""
+    """What a person did to an example's labels besides labeling it (the annotation row records that).
+
+    Undo and skip are events; nothing is deleted.
+    """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotation_events")
     example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="annotation_events")

@@ -107,6 +107,7 @@ class UploadOptionsIn(Schema):
     label_map: str = Field("", description="Values in the file mapped to label names, e.g. `1=spam,0=ham`.")
     create_missing_labels: bool = False
     unescape_html: bool = False
+    ignore_labels: bool = Field(False, description="Import the text only; every new example is queued for labeling.")
     encoding: str = "utf-8"
 
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from labeling.models import (
@@ -102,17 +103,15 @@ def _lease_key(lease_id: uuid.UUID | str | None) -> uuid.UUID | None:
 
 
 def _submit_once(*, user: Any, example: Example, label: Label, key: uuid.UUID | None, now: datetime) -> Submitted:
-    if key is not None:
-        earlier = Annotation.objects.select_related("label").filter(lease_id=key).first()
-        if earlier is not None:
-            return _repeat(earlier, user=user, label=label)
-    standing = (
+    standing = Q(example_id=example.pk, author_id=user.pk, kind=AnnotationKind.HUMAN, status__in=LIVE_STATUSES)
+    earlier = (
         Annotation.objects.select_related("label")
-        .filter(example_id=example.pk, author_id=user.pk, kind=AnnotationKind.HUMAN, status__in=LIVE_STATUSES)
+        .filter(standing | Q(lease_id=key) if key is not None else standing)
+        .order_by("id")
         .first()
     )
-    if standing is not None:
-        return _repeat(standing, user=user, label=label)
+    if earlier is not None:
+        return _repeat(earlier, user=user, label=label)
     item = _item_for_submit(user=user, example=example, key=key)
     seconds = None
     if item is not None and item.leased_at is not None:
@@ -127,19 +126,11 @@ def _submit_once(*, user: Any, example: Example, label: Label, key: uuid.UUID | 
         seconds_spent=seconds,
         created_at=now,
     )
+    # The annotation row is the record of the submit (who, what, when, which lease); no separate event.
     if item is not None:
         QueueItem.objects.filter(pk=item.pk).update(
             state=QueueState.DONE, lease_owner_id=user.pk, done_at=now, lease_expires_at=None
         )
-    AnnotationEvent.objects.create(
-        project_id=example.project_id,
-        example_id=example.pk,
-        annotation=annotation,
-        actor_id=user.pk,
-        kind=AnnotationEventKind.SUBMIT,
-        detail={"label": label.name, "reason_code": item.reason_code if item is not None else ""},
-        created_at=now,
-    )
     return Submitted(annotation=annotation, created=True)
 
 

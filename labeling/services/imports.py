@@ -52,6 +52,8 @@ class ImportOptions:
     create_missing_labels: bool = False
     unescape_html: bool = False
     encoding: str = "utf-8"
+    # Import the text only, leaving any label column aside: every new example goes to the labeling queue.
+    ignore_labels: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ImportOptions:
@@ -70,6 +72,7 @@ class ImportOptions:
             create_missing_labels=bool(data.get("create_missing_labels")),
             unescape_html=bool(data.get("unescape_html")),
             encoding=str(data.get("encoding") or "utf-8"),
+            ignore_labels=bool(data.get("ignore_labels")),
         )
 
 
@@ -352,7 +355,11 @@ def _field_map(found: list[str], options: ImportOptions) -> FieldMap:
             )
         )
     time = formats.pick_field(found, options.time_field, formats.TIME_FIELD_CANDIDATES, "time")
-    label = formats.pick_field(found, options.label_field, formats.LABEL_FIELD_CANDIDATES, "label")
+    label = (
+        None
+        if options.ignore_labels
+        else formats.pick_field(found, options.label_field, formats.LABEL_FIELD_CANDIDATES, "label")
+    )
     return FieldMap(text=text, time=time, label=label)
 
 
@@ -506,7 +513,7 @@ def import_summary(result: dict[str, Any]) -> str:
     if result.get("annotations_created"):
         parts.append(_count(result["annotations_created"], "label stored", "labels stored"))
     if result.get("queued"):
-        parts.append(_count(result["queued"], "item queued for labeling", "items queued for labeling"))
+        parts.append(_count(result["queued"], "example queued for labeling", "examples queued for labeling"))
     if result.get("rows_rejected"):
         parts.append(_count(result["rows_rejected"], "row rejected", "rows rejected") + " (see the report)")
     if result.get("rows_without_timestamp"):

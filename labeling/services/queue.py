@@ -265,7 +265,7 @@ def queue_fill(*, project: Project, import_job_id: int | None = None) -> int:
     """Queue every example that has no queue row and no settled label, in random (exploration) order.
 
     Runs as one INSERT … SELECT; each example gets `overlap` slots sharing one priority. Return the number
-    of rows added.
+    of examples queued.
     """
     settings = labeling_settings_get(project)
     queue = QueueItem._meta.db_table
@@ -300,7 +300,7 @@ def queue_fill(*, project: Project, import_job_id: int | None = None) -> int:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)
         added = max(cursor.rowcount, 0)
-        added += _slots_sync(project=project, overlap=settings.overlap)
+        _slots_sync(project=project, overlap=settings.overlap)
     return added
 
 

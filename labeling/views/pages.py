@@ -90,6 +90,7 @@ class ImportUploadForm(forms.Form):
     label_map = forms.CharField(required=False, max_length=5000)
     create_missing_labels = forms.BooleanField(required=False)
     unescape_html = forms.BooleanField(required=False)
+    ignore_labels = forms.BooleanField(required=False)
     encoding = forms.CharField(required=False, max_length=40, initial="utf-8")
 
 

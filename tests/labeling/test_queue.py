@@ -50,7 +50,7 @@ def test_import_queues_unlabeled_examples_in_random_order_when_the_job_finishes(
     job = run_import(project, _csv(30, labeled=5))
     assert job.state == "succeeded"
     assert job.result["queued"] == 25
-    assert "25 items queued for labeling" in job.message
+    assert "25 examples queued for labeling" in job.message
     items = QueueItem.objects.filter(project=project)
     assert items.count() == 25
     assert set(items.values_list("state", flat=True)) == {QueueState.READY}
@@ -189,7 +189,6 @@ def test_submit_is_idempotent_on_a_repeated_lease(project, users):
     assert caught.value.status == 409
     assert str(caught.value) == ERROR_ALREADY_LABELED.format(label="spam")
     assert Annotation.objects.filter(author=annotator).count() == 1
-    assert AnnotationEvent.objects.filter(kind="submit").count() == 1
 
 
 def test_the_database_refuses_a_second_standing_label_by_one_person(project, users):
@@ -283,3 +282,17 @@ def test_unknown_label_lists_the_choices(project, users):
     run_import(project, _csv(1))
     with pytest.raises(AnnotationError, match="spam, ham|ham, spam"):
         services.annotation_submit(user=users["annotator"], example=Example.objects.get(), label="eggs")
+
+
+def test_ignoring_the_label_column_queues_every_new_example(project):
+    job = run_import(project, _csv(10, labeled=10), ignore_labels=True)
+    assert job.state == "succeeded" and job.result["queued"] == 10
+    assert not Annotation.objects.exists()
+    assert job.result["columns"]["label"] is None
+
+
+def test_the_lease_sweep_runs_on_a_schedule():
+    from django.conf import settings
+
+    schedule = {entry["task"]: entry["schedule"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert schedule["labeling.tasks.queue_leases_expire_task"] <= 60

@@ -33,6 +33,11 @@ class Command(BaseCommand):
             "--unescape-html", action="store_true", help="Turn HTML entities and tags in the text into plain text."
         )
         parser.add_argument("--encoding", default="utf-8", help="The file's encoding (default utf-8).")
+        parser.add_argument(
+            "--ignore-labels",
+            action="store_true",
+            help="Import the text only; every new example is queued for labeling.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         project = Project.objects.filter(slug=options["project"]).first()
@@ -51,6 +56,7 @@ class Command(BaseCommand):
                 create_missing_labels=options["create_labels"],
                 unescape_html=options["unescape_html"],
                 encoding=options["encoding"],
+                ignore_labels=options["ignore_labels"],
             )
         except ImportFileError as exc:
             raise CommandError(str(exc)) from exc

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import string
 from pathlib import Path
@@ -21,7 +22,18 @@ from django.db import transaction
 from django.db.models import Count, Q
 
 from labeling import services
-from labeling.models import Example, ImportJob, ImportSource, JobState, Project, ProjectRole
+from labeling.models import (
+    Annotation,
+    AnnotationKind,
+    Example,
+    ImportJob,
+    ImportSource,
+    JobState,
+    Project,
+    ProjectRole,
+    QueueItem,
+    QueueState,
+)
 
 DEMO_DIR = Path(__file__).resolve().parents[3] / "demo" / "youtube_spam"
 DEMO_FILES = (
@@ -42,6 +54,13 @@ LABELS = [
     {"name": "ham", "description": "A genuine comment about the video"},
 ]
 IMPORT_OPTIONS = services.ImportOptions(label_map={"1": "spam", "0": "ham"}, unescape_html=True)
+# The last two videos arrive as new, unlabeled data: their rows wait in the queue for the demo annotators.
+QUEUED_FILES = ("Youtube04-Eminem.csv", "Youtube05-Shakira.csv")
+QUEUED_OPTIONS = services.ImportOptions(unescape_html=True, ignore_labels=True)
+# Two people label each queued comment (so agreement can be measured) and one claim in ten is a gold question.
+DEMO_LABELING_SETTINGS = {"overlap": 2, "gold_rate": 0.1}
+GOLD_COUNT = 20
+GOLD_SEED = 7
 PASSWORDS_FILENAME = "demo-passwords.json"
 # (username, project role or None, what the login is for)
 DEMO_USERS = (
@@ -90,6 +109,7 @@ class Command(BaseCommand):
         self._import(project)
         self._summary(project)
         self._users(project)
+        self._gold(project)
 
     def _project(self) -> Project:
         project = Project.objects.filter(slug=PROJECT_SLUG).first()
@@ -99,6 +119,8 @@ class Command(BaseCommand):
         project = services.project_create(
             slug=PROJECT_SLUG, name=PROJECT_NAME, description=PROJECT_DESCRIPTION, labels=LABELS
         )
+        project.settings = {**project.settings, "labeling": DEMO_LABELING_SETTINGS}
+        project.save(update_fields=["settings"])
         self.stdout.write(f"Created project {PROJECT_SLUG} ({PROJECT_NAME}) with labels spam and ham.")
         return project
 
@@ -111,14 +133,34 @@ class Command(BaseCommand):
             path = DEMO_DIR / filename
             if not path.is_file():
                 raise CommandError(f"Demo file missing: {path}")
+            options = QUEUED_OPTIONS if filename in QUEUED_FILES else IMPORT_OPTIONS
             job = services.import_job_create(
-                project=project, source=ImportSource.DEMO, filename=filename, options=IMPORT_OPTIONS, path=path
+                project=project, source=ImportSource.DEMO, filename=filename, options=options, path=path
             )
             job = services.import_job_run(job_id=job.pk)
             job.refresh_from_db()
             if job.state != JobState.SUCCEEDED:
                 raise CommandError(f"Importing {filename} failed: {job.message}")
             self.stdout.write(f"Imported {filename}: {job.message}")
+
+    def _gold(self, project: Project) -> None:
+        """Turn a fixed sample of examples with a label from the data set into gold questions, once."""
+        gold = Annotation.objects.filter(example__project=project, kind=AnnotationKind.GOLD)
+        if gold.exists():
+            return
+        admin = get_user_model().objects.filter(is_superuser=True).order_by("pk").first()
+        candidates = list(
+            Annotation.objects.filter(example__project=project, kind=AnnotationKind.IMPORTED)
+            .select_related("example", "label")
+            .order_by("example_id")
+        )
+        for annotation in random.Random(GOLD_SEED).sample(candidates, min(GOLD_COUNT, len(candidates))):
+            services.gold_set(user=admin, example=annotation.example, label=annotation.label)
+        queued = QueueItem.objects.filter(project=project, state=QueueState.READY).count()
+        self.stdout.write(
+            f"Labeling: {gold.count()} gold questions (one claim in ten); {queued:,} queue slots ready "
+            f"({', '.join(QUEUED_FILES)} imported without their labels, two annotators per comment)."
+        )
 
     def _summary(self, project: Project) -> None:
         """Report what the demo imports did, from their job rows, so a second run prints the same numbers."""
