@@ -1,6 +1,17 @@
 from django.contrib import admin
 
-from .models import Annotation, ApiToken, Example, ImportJob, Label, Membership, Project
+from .models import (
+    Annotation,
+    AnnotationEvent,
+    ApiToken,
+    Example,
+    ImportJob,
+    Label,
+    Membership,
+    Project,
+    QueueItem,
+    QueueSkip,
+)
 
 
 class LabelInline(admin.TabularInline):
@@ -69,3 +80,28 @@ class ImportJobAdmin(admin.ModelAdmin):
     list_display = ("id", "project", "filename", "source", "state", "progress", "error_count", "created_at")
     list_filter = ("state", "source", "project")
     readonly_fields = ("result", "errors", "options")
+
+
+@admin.register(QueueItem)
+class QueueItemAdmin(admin.ModelAdmin):
+    list_display = ("id", "project", "example_id", "slot", "state", "priority", "reason_code", "lease_owner")
+    list_filter = ("project", "state", "reason_code")
+    raw_id_fields = ("example", "lease_owner", "suggested_label")
+    readonly_fields = ("lease_id", "leased_at", "lease_expires_at", "done_at", "created_at")
+
+
+@admin.register(AnnotationEvent)
+class AnnotationEventAdmin(admin.ModelAdmin):
+    list_display = ("id", "project", "kind", "example_id", "actor", "created_at")
+    list_filter = ("project", "kind")
+    raw_id_fields = ("example", "annotation", "actor")
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        """Events are a record of what people did; they are never edited."""
+        return False
+
+
+@admin.register(QueueSkip)
+class QueueSkipAdmin(admin.ModelAdmin):
+    list_display = ("id", "example_id", "user", "created_at")
+    raw_id_fields = ("example", "user")
