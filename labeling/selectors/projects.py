@@ -79,7 +79,7 @@ def example_list(*, project: Project, search: str = "", labeled: str = "") -> Qu
     if search:
         examples = examples.filter(text__icontains=search)
     if labeled in {"yes", "no"}:
-        has_label = Exists(Annotation.objects.filter(example_id=OuterRef("pk")))
+        has_label = Exists(Annotation.objects.filter(example_id=OuterRef("pk"), status__in=LIVE_STATUSES))
         examples = examples.filter(has_label if labeled == "yes" else ~has_label)
     return examples.prefetch_related("annotations__label", "annotations__author").order_by("-observed_at", "-id")
 
@@ -109,7 +109,7 @@ def member_role_get(*, project: Project, username: str) -> str | None:
 def project_list_with_counts_for_user(*, user: Any) -> QuerySet[Project]:
     """Projects the user may open, each annotated with example, labeled-example and label counts and the user's role."""
     examples = Example.objects.filter(project_id=OuterRef("pk")).order_by().values("project_id")
-    labeled = examples.filter(Exists(Annotation.objects.filter(example_id=OuterRef("pk"))))
+    labeled = examples.filter(Exists(Annotation.objects.filter(example_id=OuterRef("pk"), status__in=LIVE_STATUSES)))
     labels = Label.objects.filter(project_id=OuterRef("pk")).order_by().values("project_id")
     return project_list_for_user(user=user).annotate(
         example_count=Coalesce(Subquery(examples.annotate(n=Count("id")).values("n")), 0),
