@@ -33,12 +33,21 @@ BOUNDS: dict[str, tuple[float, float]] = {
 
 
 def labeling_settings_get(project: Project) -> LabelingSettings:
-    """Return the project's labeling settings; missing or unusable stored values fall back to the defaults."""
+    """Return the project's labeling settings; each missing or unusable stored value falls back to its default."""
     stored = (project.settings or {}).get("labeling") or {}
+    if not isinstance(stored, dict):
+        return LabelingSettings()
     try:
         return labeling_settings_parse(stored)
     except ValueError:
-        return LabelingSettings()
+        usable = {}
+        for name, value in stored.items():
+            try:
+                labeling_settings_parse({name: value})
+            except ValueError:
+                continue
+            usable[name] = value
+        return labeling_settings_parse(usable)
 
 
 def labeling_settings_parse(data: dict[str, Any]) -> LabelingSettings:

@@ -3,6 +3,7 @@
 from .projects import (
     ProjectAccessDenied,
     annotation_list,
+    example_get,
     example_list,
     import_job_get,
     import_job_get_for_user,
@@ -18,21 +19,28 @@ from .projects import (
     project_list_with_labels_for_user,
 )
 from .queue import (
+    Suggestion,
     annotation_count_today,
     lease_list,
     queue_composition,
     queue_item_labels,
+    queue_item_suggestion_get,
     queue_progress,
+    unqueued_example_count,
 )
 
 __all__ = [
+    "Suggestion",
     "annotation_count_today",
     "lease_list",
     "queue_composition",
     "queue_item_labels",
+    "queue_item_suggestion_get",
     "queue_progress",
+    "unqueued_example_count",
     "ProjectAccessDenied",
     "annotation_list",
+    "example_get",
     "example_list",
     "import_job_get",
     "import_job_get_for_user",

@@ -130,3 +130,8 @@ def import_job_get(*, project: Project, job_id: int) -> ImportJob:
     if job is None:
         raise Http404("No such import job.")
     return job
+
+
+def example_get(*, project: Project, example_id: int) -> Example | None:
+    """Return the project's example with this id, or None when it belongs elsewhere or does not exist."""
+    return Example.objects.filter(project_id=project.pk, pk=example_id).first()

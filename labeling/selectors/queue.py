@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
 from labeling.models import (
     LIVE_STATUSES,
     Annotation,
     AnnotationKind,
+    AnnotationStatus,
+    Example,
     Label,
     Project,
     QueueItem,
@@ -78,3 +81,41 @@ def queue_item_labels(*, project: Project) -> list[Label]:
         else:
             label.key = label.shortcut
     return labels
+
+
+def unqueued_example_count(*, project: Project) -> int:
+    """Count examples that `queue_fill` would queue: no queue row and no settled (imported, gold, adjudicated) label."""
+    settled = Annotation.objects.filter(
+        example_id=OuterRef("pk"),
+        kind__in=(AnnotationKind.IMPORTED, AnnotationKind.GOLD, AnnotationKind.ADJUDICATED),
+        status__in=LIVE_STATUSES,
+    )
+    queued = QueueItem.objects.filter(example_id=OuterRef("pk"))
+    return Example.objects.filter(project_id=project.pk).exclude(Exists(queued)).exclude(Exists(settled)).count()
+
+
+# Suggestions from an LLM count while they wait for review or after they were accepted.
+_LLM_SUGGESTION_STATUSES = (AnnotationStatus.PENDING, AnnotationStatus.ACCEPTED)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    label: Label
+    confidence: float | None
+    source: str
+
+
+def queue_item_suggestion_get(*, item: QueueItem) -> Suggestion | None:
+    """Return the item's ranked suggestion, else the example's most confident standing LLM label, else None."""
+    if item.suggested_label_id is not None:
+        source = item.suggestion_source or (f"model v{item.model_version}" if item.model_version else "the model")
+        return Suggestion(label=item.suggested_label, confidence=item.suggested_confidence, source=source)
+    llm = (
+        Annotation.objects.select_related("label")
+        .filter(example_id=item.example_id, kind=AnnotationKind.LLM, status__in=_LLM_SUGGESTION_STATUSES)
+        .order_by(F("confidence").desc(nulls_last=True), "-id")
+        .first()
+    )
+    if llm is None:
+        return None
+    return Suggestion(label=llm.label, confidence=llm.confidence, source=llm.labeler_name or "an LLM")

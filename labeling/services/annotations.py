@@ -26,13 +26,19 @@ from labeling.models import (
 )
 from labeling.project_settings import labeling_settings_get
 
-from .queue import ERROR_LEASE_NOT_FOUND, queue_remove_example
+from .queue import ERROR_LEASE_NOT_FOUND, queue_fill, queue_remove_example
 
 ERROR_UNKNOWN_LABEL = "Unknown label {label!r}; this project's labels are: {choices}."
 ERROR_ALREADY_LABELED = "You already labeled this example as {label!r}; undo that label first to change it."
 ERROR_LEASE_OTHER_EXAMPLE = "That lease is for example {leased}, not example {example}."
 ERROR_NOTHING_TO_UNDO = "There is no label of yours to undo."
 ERROR_NOT_UNDOABLE = "Only your own standing labels can be undone."
+ERROR_ADJUDICATE_GOLD = (
+    "Example {example_id} is a gold question: its gold answer is its final label. Remove it from the Gold page "
+    "first to adjudicate it."
+)
+# An example has at most one final answer: a gold answer (known in advance) or a reviewer's adjudication.
+_FINAL_KINDS = (AnnotationKind.GOLD, AnnotationKind.ADJUDICATED)
 # Time spent on one item is capped so a label left open over lunch does not skew the medians.
 MAX_SECONDS_SPENT = 600.0
 
@@ -223,8 +229,8 @@ def annotation_undo(
 def _settle(
     *, example: Example, label: Label, user: Any, kind: str, event: str, note: str = "", now: datetime
 ) -> Annotation:
-    """Record the one standing gold answer or adjudication of an example, superseding the one before."""
-    Annotation.objects.filter(example_id=example.pk, kind=kind, status=AnnotationStatus.ACCEPTED).update(
+    """Record the example's one final answer (a gold answer or an adjudication), superseding the one before."""
+    Annotation.objects.filter(example_id=example.pk, kind__in=_FINAL_KINDS, status=AnnotationStatus.ACCEPTED).update(
         status=AnnotationStatus.SUPERSEDED
     )
     annotation = Annotation.objects.create(
@@ -253,6 +259,11 @@ def annotation_adjudicate(
     """Settle a conflict: the reviewer's label becomes the example's final label (kind `adjudicated`)."""
     chosen = label_resolve(project_id=example.project_id, label=label)
     with transaction.atomic():
+        gold = Annotation.objects.filter(
+            example_id=example.pk, kind=AnnotationKind.GOLD, status=AnnotationStatus.ACCEPTED
+        ).select_for_update()
+        if gold.exists():
+            raise AnnotationError(ERROR_ADJUDICATE_GOLD.format(example_id=example.pk), status=409)
         annotation = _settle(
             example=example,
             label=chosen,
@@ -267,7 +278,10 @@ def annotation_adjudicate(
 
 
 def gold_set(*, user: Any, example: Example, label: str | int | Label, now: datetime | None = None) -> Annotation:
-    """Make the example a gold question with a known answer; it leaves the regular queue."""
+    """Make the example a gold question with a known answer; it leaves the regular queue.
+
+    The gold answer becomes the example's final label: an earlier adjudication is kept as superseded.
+    """
     chosen = label_resolve(project_id=example.project_id, label=label)
     with transaction.atomic():
         annotation = _settle(
@@ -283,13 +297,17 @@ def gold_set(*, user: Any, example: Example, label: str | int | Label, now: date
 
 
 def gold_unset(*, user: Any, example: Example, now: datetime | None = None) -> int:
-    """Retire the example's gold answer (kept as superseded); return how many were retired."""
+    """Retire the example's gold answer (kept as superseded) and queue it again unless it has a settled label.
+
+    Return how many gold answers were retired.
+    """
     now = now or timezone.now()
     with transaction.atomic():
         retired = Annotation.objects.filter(
             example_id=example.pk, kind=AnnotationKind.GOLD, status=AnnotationStatus.ACCEPTED
         ).update(status=AnnotationStatus.SUPERSEDED)
         if retired:
+            queue_fill(project=example.project, example_id=example.pk)
             AnnotationEvent.objects.create(
                 project_id=example.project_id,
                 example_id=example.pk,

@@ -261,7 +261,7 @@ def queue_leases_expire(*, now: datetime | None = None, project: Project | None 
     return gold + returned
 
 
-def queue_fill(*, project: Project, import_job_id: int | None = None) -> int:
+def queue_fill(*, project: Project, import_job_id: int | None = None, example_id: int | None = None) -> int:
     """Queue every example that has no queue row and no settled label, in random (exploration) order.
 
     Runs as one INSERT … SELECT; each example gets `overlap` slots sharing one priority. Return the number
@@ -279,6 +279,8 @@ def queue_fill(*, project: Project, import_job_id: int | None = None) -> int:
         priority = "(abs(random()) / 9223372036854775808.0)"
         conflict = "ON CONFLICT DO NOTHING"
     job_filter = "AND e.import_job_id = %(job)s" if import_job_id is not None else ""
+    if example_id is not None:
+        job_filter += " AND e.id = %(example)s"
     sql = f"""
         INSERT INTO {queue} (project_id, example_id, slot, priority, reason_code, reason, state,
                              suggestion_source, created_at)
@@ -296,6 +298,7 @@ def queue_fill(*, project: Project, import_job_id: int | None = None) -> int:
         "now": _db_time(timezone.now()),
         "project": project.pk,
         "job": import_job_id,
+        "example": example_id,
     }
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -15,7 +15,7 @@ from .pages import (
     project_list,
     project_overview,
 )
-from .quality import adjudicate, gold_list, project_settings, quality, queue_overview
+from .reviewing import adjudicate, gold_list, project_settings, quality, queue_overview
 
 __all__ = [
     "adjudicate",

@@ -6,9 +6,10 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from labeling import selectors
 from labeling.models import Project, ProjectRole
@@ -41,15 +42,30 @@ def project_view(minimum_role: str) -> Callable[[ProjectView], ProjectView]:
     def decorator(view: ProjectView) -> ProjectView:
         @functools.wraps(view)
         def wrapper(request: HttpRequest, slug: str, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return _login_redirect(request)
             try:
                 project, role = selectors.project_get_for_user(user=request.user, slug=slug, minimum_role=minimum_role)
             except selectors.ProjectAccessDenied:
                 return _forbidden(request, slug, minimum_role)
             return view(request, *args, project=project, role=role, **kwargs)
 
-        return login_required(wrapper)
+        return wrapper
 
     return decorator
+
+
+def _login_redirect(request: HttpRequest) -> HttpResponse:
+    """Send an anonymous visitor to the login page; an htmx request (e.g. a session that expired while labeling)
+    gets `HX-Redirect` so the whole page goes there instead of the login form being swapped into a fragment."""
+    if not request.htmx:
+        return redirect_to_login(request.get_full_path())
+    # After logging in, come back to the page the fragment belongs to, not to the fragment's POST-only URL.
+    page = request.headers.get("HX-Current-URL") or request.get_full_path()
+    target = redirect_to_login(
+        page if url_has_allowed_host_and_scheme(page, allowed_hosts={request.get_host()}) else "/"
+    )
+    return HttpResponse(status=204, headers={"HX-Redirect": target["Location"]})
 
 
 def _forbidden(request: HttpRequest, slug: str, minimum_role: str) -> HttpResponse:

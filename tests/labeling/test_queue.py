@@ -296,3 +296,27 @@ def test_the_lease_sweep_runs_on_a_schedule():
 
     schedule = {entry["task"]: entry["schedule"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert schedule["labeling.tasks.queue_leases_expire_task"] <= 60
+
+
+def test_a_gold_answer_replaces_an_adjudication_and_adjudicating_gold_is_refused(project, users):
+    from labeling.services.annotations import ERROR_ADJUDICATE_GOLD
+
+    run_import(project, _csv(1))
+    example = Example.objects.get()
+    adjudication = services.annotation_adjudicate(user=users["reviewer"], example=example, label="spam")
+    gold = services.gold_set(user=users["admin"], example=example, label="ham")
+    assert Annotation.objects.get(pk=adjudication.pk).status == AnnotationStatus.SUPERSEDED
+    with pytest.raises(AnnotationError) as caught:
+        services.annotation_adjudicate(user=users["reviewer"], example=example, label="spam")
+    assert caught.value.status == 409 and str(caught.value) == ERROR_ADJUDICATE_GOLD.format(example_id=example.pk)
+    assert Annotation.objects.get(pk=gold.pk).status == AnnotationStatus.ACCEPTED
+
+
+def test_removing_a_gold_answer_queues_the_example_again(project, users):
+    run_import(project, _csv(2))
+    example = Example.objects.order_by("id").first()
+    services.gold_set(user=users["admin"], example=example, label="spam")
+    assert not QueueItem.objects.filter(example=example).exists()
+    assert services.gold_unset(user=users["admin"], example=example) == 1
+    assert QueueItem.objects.filter(example=example, state=QueueState.READY).count() == 1
+    assert QueueItem.objects.filter(project=project).count() == 2

@@ -11,12 +11,14 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods, require_POST
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from labeling import selectors, services
 from labeling.models import Label, Project, ProjectRole
 from labeling.permissions import role_allows
 from labeling.project_settings import BOUNDS, labeling_settings_get
+from labeling.selectors import gold as gold_selectors
 from labeling.selectors import quality as quality_selectors
 from labeling.services import gold as gold_services
 from labeling.services import settings as settings_services
@@ -25,7 +27,9 @@ from .common import FORBIDDEN_MESSAGE, page_context, project_view
 
 PAGE_SIZE = 50
 ERROR_CHOOSE_LABEL = "Choose the final label."
-ERROR_NO_SUCH_EXAMPLE = "There is no example {example_id} in this project; the id is the number shown on the Examples page."
+ERROR_NO_SUCH_EXAMPLE = (
+    "There is no example {example_id} in this project; the id is the number shown on the Examples page."
+)
 ERROR_NOT_GOLD = "Example {example_id} is not a gold question."
 ERROR_UNKNOWN_ACTION = "Unknown action; reload the page and try again."
 MESSAGE_SETTLED = "Example {example_id} settled as {label}."
@@ -57,7 +61,7 @@ def _plural(count: int) -> str:
 # Quality and conflicts
 
 
-@require_http_methods(["GET"])
+@require_GET
 @project_view(ProjectRole.REVIEWER)
 def quality(request: HttpRequest, *, project: Project, role: str) -> HttpResponse:
     """Show agreement, each annotator's numbers and the open conflicts, each with a form to settle it."""
@@ -65,9 +69,8 @@ def quality(request: HttpRequest, *, project: Project, role: str) -> HttpRespons
         request,
         project,
         role,
-        report=quality_selectors.quality_report(project=project),
+        report=quality_selectors.quality_report(project=project, limit=quality_selectors.CONFLICTS_SHOWN),
         settings=labeling_settings_get(project),
-        conflicts_shown=quality_selectors.CONFLICTS_SHOWN,
     )
     return render(request, "labeling/quality.html", context)
 
@@ -76,7 +79,7 @@ def quality(request: HttpRequest, *, project: Project, role: str) -> HttpRespons
 @project_view(ProjectRole.REVIEWER)
 def adjudicate(request: HttpRequest, *, project: Project, role: str, example_id: int) -> HttpResponse:
     """Settle an example's final label; htmx gets the settled row and fresh counters, a plain POST a 303 back."""
-    example = quality_selectors.example_get(project=project, example_id=example_id)
+    example = selectors.example_get(project=project, example_id=example_id)
     if example is None:
         raise Http404("No such example in this project.")
     choice = request.POST.get("label", "").strip()
@@ -99,7 +102,7 @@ def adjudicate(request: HttpRequest, *, project: Project, role: str, example_id:
             return render(request, "labeling/quality.html#settled", context)
         # htmx swaps only successful responses, so the row comes back with its error under a 200.
         conflict = quality_selectors.conflict_get(project=project, example_id=example.pk)
-        context.update(conflict=conflict, labels=selectors.label_list(project=project), error=error)
+        context.update(conflict=conflict, example_id=example.pk, error=error)
         return render(request, "labeling/quality.html#conflict", context)
     if annotation is not None:
         messages.success(request, MESSAGE_SETTLED.format(example_id=example.pk, label=annotation.label.name))
@@ -164,13 +167,13 @@ def gold_list(request: HttpRequest, *, project: Project, role: str) -> HttpRespo
         else:
             messages.error(request, ERROR_UNKNOWN_ACTION)
             return _see_other(url)
-    page = Paginator(quality_selectors.gold_list(project=project), PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(gold_selectors.gold_list(project=project), PAGE_SIZE).get_page(request.GET.get("page"))
     context = page_context(
         request,
         project,
         role,
         page=page,
-        summary=quality_selectors.gold_summary(project=project),
+        summary=gold_selectors.gold_summary(project=project),
         gold_rate_percent=_percent(labeling_settings_get(project).gold_rate),
         add_form=add_form,
         promote_form=promote_form,
@@ -187,7 +190,7 @@ def _gold_add(request: HttpRequest, project: Project, form: GoldAddForm) -> bool
     if not form.is_valid():
         return False
     example_id = form.cleaned_data["example_id"]
-    example = quality_selectors.example_get(project=project, example_id=example_id)
+    example = selectors.example_get(project=project, example_id=example_id)
     if example is None:
         form.add_error("example_id", ERROR_NO_SUCH_EXAMPLE.format(example_id=example_id))
         return False
@@ -202,7 +205,7 @@ def _gold_add(request: HttpRequest, project: Project, form: GoldAddForm) -> bool
 
 def _gold_remove(request: HttpRequest, project: Project) -> None:
     raw = request.POST.get("example_id", "").strip()
-    example = quality_selectors.example_get(project=project, example_id=int(raw)) if raw.isdigit() else None
+    example = selectors.example_get(project=project, example_id=int(raw)) if raw.isdigit() else None
     if example is None:
         messages.error(request, ERROR_NO_SUCH_EXAMPLE.format(example_id=raw[:20] or "?"))
     elif services.gold_unset(user=request.user, example=example):
@@ -246,9 +249,10 @@ def queue_overview(request: HttpRequest, *, project: Project, role: str) -> Http
         done_percent=round(100 * progress["done"] / progress["total"]) if progress["total"] else 0,
         composition=selectors.queue_composition(project=project),
         leases=selectors.lease_list(project=project),
-        unqueued=quality_selectors.unqueued_example_count(project=project),
+        unqueued=selectors.unqueued_example_count(project=project),
         settings=settings,
         gold_rate_percent=_percent(settings.gold_rate),
+        now=timezone.now(),
     )
     return render(request, "labeling/queue.html", context)
 
@@ -283,6 +287,15 @@ class ProjectSettingsForm(forms.Form):
     def shortcut_rows(self) -> list[tuple[Label, forms.BoundField]]:
         return [(label, self[f"{SHORTCUT_PREFIX}{label.pk}"]) for label in self.labels]
 
+    def clean(self) -> dict[str, Any]:
+        """Check the shortcuts with the service's rules too, so every problem shows at once."""
+        data = super().clean()
+        shortcuts = {label.pk: data.get(f"{SHORTCUT_PREFIX}{label.pk}") or "" for label in self.labels}
+        _, errors = settings_services.label_shortcuts_check(labels=self.labels, shortcuts=shortcuts)
+        for label_id, message in errors.items():
+            self.add_error(f"{SHORTCUT_PREFIX}{label_id}", message)
+        return data
+
     def settings_data(self) -> dict[str, Any]:
         data = self.cleaned_data
         return {
@@ -298,10 +311,7 @@ class ProjectSettingsForm(forms.Form):
     def add_service_errors(self, errors: dict[str | int, str]) -> None:
         """Put each of the service's problems next to the field it is about."""
         for key, message in errors.items():
-            if isinstance(key, int):
-                field = f"{SHORTCUT_PREFIX}{key}"
-            else:
-                field = _SETTING_FIELDS.get(key, key)
+            field = f"{SHORTCUT_PREFIX}{key}" if isinstance(key, int) else _SETTING_FIELDS.get(key, key)
             self.add_error(field if field in self.fields else None, message)
 
 
