@@ -29,6 +29,7 @@ from labeling.models import (
 from models_app.ml.agreement import AlphaResult, krippendorff_alpha_nominal, pairwise_kappa
 
 CONFLICTS_SHOWN = 50
+MIN_SECONDS_PER_LABEL = 1.0
 # Krippendorff (Content Analysis, 2004, ch. 11.4): rely on alpha >= .800; draw tentative conclusions from
 # .667 <= alpha < .800; discard data below .667.
 ALPHA_RELIABLE = 0.8
@@ -114,8 +115,12 @@ class AnnotatorStats:
 
     @property
     def labels_per_active_hour(self) -> float | None:
-        """Return 3600 over the mean seconds per timed label: the pace while actually labeling."""
-        return round(3600 / self.mean_seconds, 1) if self.mean_seconds else None
+        """Return 3600 over the mean seconds per timed label: the pace while actually labeling.
+
+        A label is taken to cost at least one second, so scripted clients that answer instantly do not show
+        millions per hour.
+        """
+        return round(3600 / max(self.mean_seconds, MIN_SECONDS_PER_LABEL), 1) if self.mean_seconds is not None else None
 
 
 @dataclass(frozen=True)
