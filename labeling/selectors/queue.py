@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
 
+from django.core.cache import cache
 from django.db.models import Count, Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
@@ -22,9 +23,28 @@ from labeling.models import (
     QueueState,
 )
 
+# Counting a queue of a million slots costs tens of milliseconds; above this size the counts shown with
+# every label are reused for a few seconds per web process instead of being counted on every request.
+PROGRESS_EXACT_BELOW = 20_000
+PROGRESS_CACHE_SECONDS = 5
+
 
 def queue_progress(*, project: Project) -> dict[str, int]:
-    """Count queue slots by state: `done` of `total` is the project's labeling progress."""
+    """Count queue slots by state: `done` of `total` is the project's labeling progress.
+
+    Exact for queues under PROGRESS_EXACT_BELOW slots; larger ones may be up to PROGRESS_CACHE_SECONDS old.
+    """
+    key = f"flywheel:queue-progress:{project.pk}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    counts = _queue_progress_count(project=project)
+    if counts["total"] >= PROGRESS_EXACT_BELOW:
+        cache.set(key, counts, PROGRESS_CACHE_SECONDS)
+    return counts
+
+
+def _queue_progress_count(*, project: Project) -> dict[str, int]:
     counts = dict.fromkeys(QueueState.values, 0)
     rows = QueueItem.objects.filter(project_id=project.pk).exclude(reason_code=QueueReason.GOLD)
     for row in rows.order_by().values("state").annotate(n=Count("id")):

@@ -320,3 +320,24 @@ def test_removing_a_gold_answer_queues_the_example_again(project, users):
     assert services.gold_unset(user=users["admin"], example=example) == 1
     assert QueueItem.objects.filter(example=example, state=QueueState.READY).count() == 1
     assert QueueItem.objects.filter(project=project).count() == 2
+
+
+def test_progress_is_exact_for_small_queues_and_reused_briefly_for_large_ones(project, users, monkeypatch):
+    from django.core.cache import cache
+
+    from labeling import selectors
+    from labeling.selectors import queue as queue_selectors
+
+    cache.clear()
+    run_import(project, _csv(4))
+    assert selectors.queue_progress(project=project)["done"] == 0
+    item = _claim(project, users["annotator"])
+    services.annotation_submit(user=users["annotator"], example=item.example, label="ham", lease_id=item.lease_id)
+    assert selectors.queue_progress(project=project)["done"] == 1
+    monkeypatch.setattr(queue_selectors, "PROGRESS_EXACT_BELOW", 2)
+    assert selectors.queue_progress(project=project)["done"] == 1
+    item = _claim(project, users["annotator"])
+    services.annotation_submit(user=users["annotator"], example=item.example, label="ham", lease_id=item.lease_id)
+    assert selectors.queue_progress(project=project)["done"] == 1
+    cache.clear()
+    assert selectors.queue_progress(project=project)["done"] == 2
