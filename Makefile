@@ -66,9 +66,6 @@ format: $(STAMP) ## Fix what ruff can fix and format the code
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(STAMP) ## Run the import benchmark (bench/import.py) in its own data folder
-	@if [ -f bench/import.py ]; then \
-	  OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 FLYWHEEL_DATA_DIR=$${FLYWHEEL_DATA_DIR:-var/bench} $(BIN)/python bench/import.py; \
-	else \
-	  echo "bench/import.py is not there yet"; exit 1; \
-	fi
+bench: $(STAMP) ## Run the import and queue benchmarks (bench/import.py, bench/queue.py) in their own data folder
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 FLYWHEEL_DATA_DIR=$${FLYWHEEL_DATA_DIR:-var/bench} $(BIN)/python bench/import.py
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 FLYWHEEL_DATA_DIR=$${FLYWHEEL_DATA_DIR:-var/bench} $(BIN)/python bench/queue.py
