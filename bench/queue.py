@@ -13,7 +13,8 @@ The load generator is this process: one thread and one keep-alive `http.client` 
 timing each request with `time.perf_counter`. Its own CPU time, the gunicorn workers', the PostgreSQL
 backends' of the benchmark database and the whole machine's are sampled over each timed window. After
 each run the database is checked: no example with two standing human labels, no example handed to two
-people, no lease answered twice, every 201 matched by exactly one annotation.
+people, no lease answered twice, every 201 matched by exactly one annotation. `--sweep` first runs each
+gunicorn configuration in SWEEP_CONFIGS briefly through the three workloads on a database of its own.
 
 Run from the repository root:
 
@@ -66,10 +67,23 @@ THINK_SECONDS = 2.0
 CLIENTS_THINKING = 100
 CLIENTS_SATURATION = 50
 # gthread workers keep each client's connection open across requests (and across a 2 s think time).
-DEFAULT_WORKERS = 3
-DEFAULT_THREADS = 4
+DEFAULT_WORKER_CLASS = "gthread"
+DEFAULT_WORKERS = 2
+DEFAULT_THREADS = 2
 KEEP_ALIVE_SECONDS = 75
-SWEEP_CONFIGS = ((2, 2), (2, 4), (3, 4), (4, 4), (2, 8))
+SERVER_RATIONALE = (
+    "Why this one: 2 processes × 2 threads, as `scripts/run.py` ships it. The 2 cores are shared by PostgreSQL, "
+    "the app and the load generator, and a request is mostly Python (the ORM building queries) with short waits "
+    "for the database: one process per core (the GIL lets each use one) with a second thread to cover those "
+    "waits. In trial runs more processes or threads did not raise throughput and lengthened the tails (a "
+    "thread waits for the GIL again after each database round trip); the sweep below repeats the comparison in "
+    "this run. gthread keeps each client's connection open (`--keep-alive` longer than the 2 s think time), but "
+    "a connection stays with the worker that accepted it, so under saturation the split can be uneven (the "
+    "sweep's last column); sync workers balance (a worker takes a request only when free), at the price of a "
+    "new connection per request."
+)
+# (worker class, processes, threads): gthread keeps each client's connection; sync takes one request at a time.
+SWEEP_CONFIGS = (("gthread", 2, 2), ("gthread", 2, 4), ("gthread", 4, 2), ("sync", 5, 1))
 TARGETS = {
     "sequential_claim_p50_ms": 5.0,
     "sequential_claim_p99_ms": 15.0,
@@ -226,6 +240,40 @@ def setup_database(*, size: int, env: dict[str, str], base_pg: str, database: st
     return report
 
 
+PG_SETTINGS = (
+    "shared_buffers",
+    "work_mem",
+    "max_connections",
+    "synchronous_commit",
+    "fsync",
+    "autovacuum",
+    "random_page_cost",
+    "effective_cache_size",
+    "jit",
+)
+
+
+def pg_settings(base_pg: str) -> dict[str, str]:
+    with psycopg.connect(helpers.server_url(base_pg, "postgres"), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT name, setting || coalesce(' ' || unit, '') FROM pg_settings WHERE name = ANY(%s)",
+            (list(PG_SETTINGS),),
+        ).fetchall()
+    return dict(rows)
+
+
+def queue_table_stats(base_pg: str, database: str) -> dict[str, Any]:
+    """Live and dead rows of the queue table and when it was last vacuumed or analyzed."""
+    with psycopg.connect(helpers.server_url(base_pg, database), autocommit=True) as conn:
+        row = conn.execute(
+            """SELECT n_live_tup, n_dead_tup, last_vacuum::text, last_autovacuum::text, last_analyze::text,
+                      last_autoanalyze::text
+                 FROM pg_stat_user_tables WHERE relname = 'labeling_queueitem'"""
+        ).fetchone()
+    keys = ("live_rows", "dead_rows", "last_vacuum", "last_autovacuum", "last_analyze", "last_autoanalyze")
+    return dict(zip(keys, row, strict=True)) if row else {}
+
+
 def table_sizes(base_pg: str, database: str) -> dict[str, dict[str, Any]]:
     """Rows and total size (with indexes and TOAST) of the tables the queue touches."""
     sizes = {}
@@ -252,15 +300,18 @@ def free_port() -> int:
 class Server:
     """gunicorn with gthread workers on 127.0.0.1, started and stopped by this script."""
 
-    def __init__(self, *, env: dict[str, str], workers: int, threads: int, log: Path) -> None:
+    def __init__(
+        self, *, env: dict[str, str], workers: int, threads: int, log: Path, worker_class: str = "gthread"
+    ) -> None:
         self.port = free_port()
         self.workers = workers
         self.threads = threads
+        self.worker_class = worker_class
         self.log = log
         self.command = [
             sys.executable, "-m", "gunicorn", "flywheel.wsgi:application",
             "--bind", f"127.0.0.1:{self.port}",
-            "--worker-class", "gthread", "--workers", str(workers), "--threads", str(threads),
+            "--worker-class", worker_class, "--workers", str(workers), "--threads", str(threads),
             "--keep-alive", str(KEEP_ALIVE_SECONDS), "--timeout", "120", "--graceful-timeout", "10",
             "--no-control-socket", "--error-logfile", str(log),
         ]  # fmt: skip
@@ -295,7 +346,7 @@ class Server:
 
     def config(self) -> dict[str, Any]:
         return {
-            "worker_class": "gthread",
+            "worker_class": self.worker_class,
             "workers": self.workers,
             "threads": self.threads,
             "keep_alive_s": KEEP_ALIVE_SECONDS,
@@ -412,6 +463,9 @@ def annotate_until(client: Client, *, stop_at: float, think: float, start_delay:
         client.submit(item)
 
 
+BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq", "steal")
+
+
 class Monitor:
     """CPU time of the load generator, the gunicorn workers, the benchmark database's backends and the machine."""
 
@@ -445,13 +499,25 @@ class Monitor:
             except psutil.Error:
                 continue
         machine = psutil.cpu_times()
+        connections = []
+        for process in self.server.worker_processes():
+            try:
+                connections.append(
+                    sum(
+                        1
+                        for conn in process.net_connections("tcp")
+                        if conn.status == psutil.CONN_ESTABLISHED and conn.laddr and conn.laddr.port == self.server.port
+                    )
+                )
+            except psutil.Error:
+                continue
         return {
+            "client_connections_per_worker": sorted(connections, reverse=True),
             "at": time.perf_counter(),
             "loadgen": usage.ru_utime + usage.ru_stime,
             "workers": workers,
             "backends": backends,
-            "machine_busy": machine.user + machine.nice + machine.system + machine.irq + machine.softirq
-            + getattr(machine, "steal", 0.0),
+            "machine_busy": sum(getattr(machine, name, 0.0) for name in BUSY_FIELDS),
             "load_1m": os.getloadavg()[0],
         }
 
@@ -468,6 +534,7 @@ class Monitor:
         machine = second["machine_busy"] - first["machine_busy"]
         return {
             "window_s": round(seconds, 2),
+            "client_connections_per_worker": second["client_connections_per_worker"],
             "loadgen_cpu_s": round(loadgen, 2),
             "gunicorn_cpu_s": round(workers, 2),
             "postgres_cpu_s": round(backends, 2),
@@ -693,7 +760,14 @@ def explain_claim(*, base_pg: str, database: str, sql: str, project_id: int, use
             plans.append([row[0] for row in rows])
     times = [float(plan[-1].split(":")[1].split()[0]) for plan in plans]
     best = plans[times.index(min(times))]
-    return {"execution_ms_runs": times, "plan": best}
+    with psycopg.connect(helpers.server_url(base_pg, database), autocommit=True) as conn:
+        labels = conn.execute("SELECT count(*) FROM labeling_annotation WHERE author_id = %s", (user_id,)).fetchone()[0]
+    return {
+        "user_labels": labels,
+        "execution_ms_runs": times,
+        "reads_user_history": any("Materialize" in line for line in best),
+        "plan": best,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -723,6 +797,7 @@ def summarize(size: int, workload: str, runs: list[dict[str, Any]]) -> dict[str,
     for key in ("loadgen_cores", "gunicorn_cores", "postgres_cores", "machine_cores"):
         summary[key] = median_of(runs, "cpu", key)
     summary["load_1m_before"] = [run["load_1m_before"] for run in runs]
+    summary["others_busy_cores_before"] = [run["others_busy_cores_before"] for run in runs]
     summary["correctness_all_zero"] = all(run["correctness"][key] == 0 for run in runs for key in MUST_BE_ZERO)
     return summary
 
@@ -747,9 +822,7 @@ def targets(summary: list[dict[str, Any]], sizes: list[int]) -> list[dict[str, A
             check(f"100 thinking annotators: claim p99 ≤ 25 ms ({size:,})", thinking["claim_p99_ms"], 25.0)
         saturation = by_key.get((size, "saturation"))
         if saturation:
-            check(
-                f"50 clients, no think: ≥ 150 labels/s ({size:,})", saturation["labels_per_s"], 150.0, at_least=True
-            )
+            check(f"50 clients, no think: ≥ 150 labels/s ({size:,})", saturation["labels_per_s"], 150.0, at_least=True)
     if largest != smallest:
         for workload, kind, stat in (
             ("sequential", "claim", "p50_ms"),
@@ -780,6 +853,14 @@ WORKLOAD_NAMES = {
 }
 
 
+def _pg_size(setting: str) -> str:
+    """Turn a pg_settings value like '16384 8kB' into '128 MB'."""
+    number, _, unit = setting.partition(" ")
+    if unit == "8kB" and number.isdigit():
+        return f"{int(number) * 8 // 1024} MB"
+    return setting
+
+
 def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:,.1f}"
 
@@ -788,6 +869,11 @@ def markdown(report: dict[str, Any]) -> str:
     machine = report["machine"]
     config = report["server"]
     loads = [load for row in report["summary"] for load in row["load_1m_before"]]
+    others = [cores for row in report["summary"] for cores in row["others_busy_cores_before"]]
+    settings = report["postgresql_settings"]
+    server_args = f"--worker-class {config['worker_class']} --workers {config['workers']}"
+    if config["worker_class"] == "gthread":
+        server_args += f" --threads {config['threads']} --keep-alive {config['keep_alive_s']}"
     sizes = report["sizes"]
     largest = max(sizes)
     target_for = {
@@ -800,8 +886,10 @@ def markdown(report: dict[str, Any]) -> str:
         name = check["target"]
         for size in sizes:
             if name.endswith(f"({size:,})"):
-                workload = "sequential" if name.startswith("sequential") else (
-                    "thinking" if "thinking" in name else "saturation"
+                workload = (
+                    "sequential"
+                    if name.startswith("sequential")
+                    else ("thinking" if "thinking" in name else "saturation")
                 )
                 met_for.setdefault((size, workload, "claim"), []).append(check["met"])
     phases = report["phases"]
@@ -825,12 +913,16 @@ def markdown(report: dict[str, Any]) -> str:
         f"Machine: **{machine['cores']} cores** ({machine['cpu'] or 'unknown CPU'}), {machine['ram_gib']} GiB RAM, "
         f"Python {machine['python']}, PostgreSQL {machine['postgresql']}, {machine['os']}; commit "
         f"`{report['commit'][:12]}`; measured {machine['date']}. The machine was shared with other work: the "
-        f"1-minute load average before the runs was {min(loads):.1f}–{max(loads):.1f}.",
+        f"1-minute load average before the runs was {min(loads):.1f}–{max(loads):.1f} (it lags, so it also "
+        "counts this benchmark's previous run), and other work kept "
+        f"{min(others):.2f}–{max(others):.2f} cores busy in the 2 s before each run. PostgreSQL as installed "
+        f"here: shared_buffers {_pg_size(settings.get('shared_buffers', ''))}, synchronous_commit "
+        f"{settings.get('synchronous_commit')}, autovacuum **{settings.get('autovacuum')}** (so statistics "
+        "and dead rows stay as they were after the VACUUM ANALYZE that follows setup).",
         "",
-        f"Server: `gunicorn flywheel.wsgi:application --worker-class gthread --workers {config['workers']} "
-        f"--threads {config['threads']} --keep-alive {config['keep_alive_s']}`, `DB_CONN_MAX_AGE=600`, "
-        "`DJANGO_DEBUG` off, project settings at their defaults (overlap 1, 10-minute leases, 5% gold checks "
-        "with no gold examples).",
+        f"Server: `gunicorn flywheel.wsgi:application {server_args}`, `DB_CONN_MAX_AGE=600`, `DJANGO_DEBUG` off, "
+        "project settings at their defaults (overlap 1, 10-minute leases, 5% gold checks with no gold examples). "
+        + SERVER_RATIONALE,
         "",
         "| workload | examples | runs | claim p50 | claim p95 | claim p99 | submit p50 | submit p95 | submit p99 "
         "| labels/s | target | met? |",
@@ -851,9 +943,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "Targets (medians):", ""]
     for check in report["targets"]:
         unit = "×" if "≤ 1.5×" in check["target"] else ("labels/s" if "labels/s" in check["target"] else "ms")
-        lines.append(
-            f"- {check['target']}: {check['value']} {unit} — {'met' if check['met'] else '**not met**'}"
-        )
+        lines.append(f"- {check['target']}: {check['value']} {unit} — {'met' if check['met'] else '**not met**'}")
     lines += [
         "",
         "CPU over the timed windows (medians, in cores of the 2): load generator / gunicorn workers / PostgreSQL "
@@ -894,19 +984,40 @@ def markdown(report: dict[str, Any]) -> str:
         for size, info in report["setup"].items()
     ]
     lines += ["Setup: " + "; ".join(setup_rows) + ".", ""]
+    explain_rows = [
+        f"{int(size):,} examples: {min(info['execution_ms_runs']):.2f} ms for a user with {info['user_labels']:,} "
+        f"labels{' (the plan reads all of their queue rows and labels: anti-join over a Materialize)' if info['reads_user_history'] else ''}"
+        for size, info in report["explain_claim"].items()
+    ]
+    lines += [
+        "The claim statement under `EXPLAIN (ANALYZE, BUFFERS)` after the runs, as the sequential client "
+        "(best of 5, rolled back; plans in the JSON): " + "; ".join(explain_rows) + ".",
+        "",
+    ]
     if report.get("sweep"):
+        sweep = report["sweep"]
         lines += [
-            f"Server sweep ({report['sweep']['size']:,} examples, saturation workload, one "
-            f"{report['sweep']['measure_s']:.0f} s run each, so noisy):",
+            f"Server sweep, run first on a separate database of {sweep['size']:,} examples: each configuration "
+            "once through shorter "
+            f"workloads ({sweep['phases']['sequential']['pairs']} sequential pairs, "
+            f"{sweep['phases']['thinking']['measure_s']:.0f} s thinking, "
+            f"{sweep['phases']['saturation']['measure_s']:.0f} s saturation), so single noisy runs. "
+            "Connections per worker: the clients' keep-alive connections each worker held at the end of the "
+            "saturation window (a connection stays with the worker that accepted it).",
             "",
-            "| workers × threads | labels/s | claim p50 | claim p99 | submit p99 | load before |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| server | sequential claim p50 | thinking claim p99 | saturation labels/s | saturation claim p50 "
+            "| saturation claim p99 | connections per worker |",
+            "|---|---:|---:|---:|---:|---:|---|",
         ]
-        for entry in report["sweep"]["runs"]:
+        for entry in sweep["runs"]:
+            saturation = entry["saturation"]
+            connections = saturation["cpu"].get("client_connections_per_worker") or []
             lines.append(
-                f"| {entry['workers']} × {entry['threads']} | {entry['labels_per_s']:,.1f} | "
-                f"{_ms(entry['claim']['p50_ms'])} | {_ms(entry['claim']['p99_ms'])} | "
-                f"{_ms(entry['submit']['p99_ms'])} | {entry['load_1m_before']:.1f} |"
+                f"| {entry['worker_class']} {entry['workers']} × {entry['threads']} | "
+                f"{_ms(entry['sequential']['claim']['p50_ms'])} | {_ms(entry['thinking']['claim']['p99_ms'])} | "
+                f"{saturation['labels_per_s']:,.1f} | {_ms(saturation['claim']['p50_ms'])} | "
+                f"{_ms(saturation['claim']['p99_ms'])} | "
+                f"{' / '.join(str(count) for count in connections) if any(connections) else 'none kept'} |"
             )
         lines.append("")
     lines += [
@@ -921,7 +1032,12 @@ def write_markdown(section: str) -> None:
     if RESULTS_MD.exists():
         lines = RESULTS_MD.read_text().splitlines()
     else:
-        lines = ["# Benchmark results", "", "Written by the scripts in `bench/`; each one replaces only its own section.", ""]
+        lines = [
+            "# Benchmark results",
+            "",
+            "Written by the scripts in `bench/`; each one replaces only its own section.",
+            "",
+        ]
     start = next((i for i, line in enumerate(lines) if line.startswith(SECTION_HEADING)), None)
     if start is None:
         while lines and not lines[-1].strip():
@@ -948,10 +1064,12 @@ def one_run(
     phases: dict[str, dict[str, Any]],
     base_pg: str,
     database: str,
+    quiet_cores: float,
+    max_wait_s: float,
 ) -> dict[str, Any]:
     monitor = Monitor(server=server, database=database)
     before = max_annotation_id(base_pg, database)
-    load = os.getloadavg()[0]
+    machine_before = wait_for_quiet(quiet_cores, max_wait_s=max_wait_s)
     if workload == "sequential":
         result = run_sequential(
             port=server.port,
@@ -969,7 +1087,7 @@ def one_run(
             measure_s=phases[workload]["measure_s"],
             monitor=monitor,
         )
-    result["load_1m_before"] = round(load, 2)
+    result.update(machine_before)
     result["correctness"] = verify(base_pg=base_pg, database=database, logs=result["logs"], after_id=before)
     return strip_logs(result)
 
@@ -984,7 +1102,7 @@ def server_env(base_env: dict[str, str], base_pg: str, database: str) -> dict[st
     }
 
 
-def wait_for_quiet(limit: float, *, max_wait_s: float = 300.0) -> float:
+def wait_for_load(limit: float, *, max_wait_s: float = 300.0) -> float:
     """Wait (up to max_wait_s) for the 1-minute load average to drop below `limit`; return it."""
     deadline = time.monotonic() + max_wait_s
     load = os.getloadavg()[0]
@@ -995,11 +1113,77 @@ def wait_for_quiet(limit: float, *, max_wait_s: float = 300.0) -> float:
     return load
 
 
+def busy_cores(seconds: float = 2.0) -> float:
+    """Cores busy over a short pause while this benchmark is idle: other work sharing the machine."""
+
+    first = psutil.cpu_times()
+    time.sleep(seconds)
+    second = psutil.cpu_times()
+    return round(sum(getattr(second, name, 0.0) - getattr(first, name, 0.0) for name in BUSY_FIELDS) / seconds, 2)
+
+
+def wait_for_quiet(limit_cores: float, *, max_wait_s: float) -> dict[str, float]:
+    """Before a run, wait (up to max_wait_s) until other work uses less than `limit_cores`; return what was seen.
+
+    The load average is recorded too, but it lags: it still counts this benchmark's previous run.
+    """
+    deadline = time.monotonic() + max_wait_s
+    others = busy_cores()
+    while others > limit_cores and time.monotonic() < deadline:
+        print(f"  other work busy on {others:.2f} cores: waiting …", flush=True)
+        time.sleep(10)
+        others = busy_cores()
+    return {"load_1m_before": round(os.getloadavg()[0], 2), "others_busy_cores_before": others}
+
+
+def run_sweep(
+    *, env: dict[str, str], setup: dict[str, Any], size: int, database: str, args: Any, data_dir: Path
+) -> dict[str, Any]:
+    """Run each server configuration briefly through the three workloads, once each (noisy, for choosing)."""
+    phases = {
+        "sequential": {"warmup": 50, "pairs": 300 if not args.quick else 50},
+        "thinking": {"warmup_s": 5.0 if not args.quick else 1.0, "measure_s": 20.0 if not args.quick else 4.0},
+        "saturation": {"warmup_s": 5.0 if not args.quick else 1.0, "measure_s": 15.0 if not args.quick else 4.0},
+    }
+    sweep: dict[str, Any] = {"size": size, "phases": phases, "runs": []}
+    for worker_class, workers, threads in SWEEP_CONFIGS:
+        server = Server(
+            env=env, workers=workers, threads=threads, log=data_dir / "gunicorn-queue.log", worker_class=worker_class
+        )
+        entry: dict[str, Any] = {"worker_class": worker_class, "workers": workers, "threads": threads}
+        try:
+            for workload in ("sequential", "thinking", "saturation"):
+                result = one_run(
+                    workload=workload,
+                    server=server,
+                    setup=setup,
+                    phases=phases,
+                    base_pg=args.pg,
+                    database=database,
+                    quiet_cores=args.quiet_cores,
+                    max_wait_s=30.0 if not args.quick else 0.0,
+                )
+                entry[workload] = result
+        finally:
+            server.stop()
+        sweep["runs"].append(entry)
+        print(
+            f"  sweep {worker_class} {workers} × {threads}: sequential claim p50 "
+            f"{entry['sequential']['claim']['p50_ms']} ms; thinking claim p99 {entry['thinking']['claim']['p99_ms']} ms; "
+            f"saturation {entry['saturation']['labels_per_s']:.1f} labels/s, claim p50/p99 "
+            f"{entry['saturation']['claim']['p50_ms']}/{entry['saturation']['claim']['p99_ms']} ms, connections per "
+            f"worker {entry['saturation']['cpu'].get('client_connections_per_worker')}",
+            flush=True,
+        )
+    return sweep
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default=None, help="Example counts, comma-separated (default 100000,1000000).")
     parser.add_argument("--repeat", type=int, default=None, help="Runs per workload and size (default 3).")
     parser.add_argument("--quick", action="store_true", help="Small sizes and short phases, to check the script.")
+    parser.add_argument("--worker-class", default=DEFAULT_WORKER_CLASS, choices=("gthread", "sync"))
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="gunicorn worker processes.")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="Threads per gunicorn worker.")
     parser.add_argument("--sweep", action="store_true", help="First compare a few gunicorn configurations.")
@@ -1007,6 +1191,9 @@ def main() -> None:
     parser.add_argument("--pg", default=DEFAULT_PG, help="PostgreSQL server URL without a database name.")
     parser.add_argument("--keep", action="store_true", help="Keep the benchmark databases.")
     parser.add_argument("--quiet-load", type=float, default=1.5, help="Wait for a 1-minute load below this first.")
+    parser.add_argument(
+        "--quiet-cores", type=float, default=0.5, help="Before each run, wait while other work uses more cores."
+    )
     parser.add_argument("--child-setup", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_setup is not None:
@@ -1029,6 +1216,7 @@ def main() -> None:
             "thinking": {"warmup_s": 10.0, "measure_s": 60.0},
             "saturation": {"warmup_s": 5.0, "measure_s": 30.0},
         }
+    max_wait_s = 0.0 if args.quick else 60.0
 
     data_dir = Path(os.environ.get("FLYWHEEL_DATA_DIR") or REPO / "var" / "bench").resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -1046,15 +1234,17 @@ def main() -> None:
     ).stdout.strip()
     print(
         f"machine: {machine['cores']} cores, {machine['ram_gib']} GiB, PostgreSQL {machine['postgresql']}; "
-        f"gunicorn gthread {args.workers} × {args.threads}",
+        f"gunicorn {args.worker_class} {args.workers} × {args.threads}",
         flush=True,
     )
+    load_at_start = wait_for_load(args.quiet_load, max_wait_s=0 if args.quick else 300)
 
     started_all = time.perf_counter()
     report_setup: dict[str, Any] = {}
     runs: list[dict[str, Any]] = []
     summary: list[dict[str, Any]] = []
     explains: dict[str, Any] = {}
+    queue_stats: dict[str, Any] = {}
     sweep: dict[str, Any] | None = None
     databases: list[str] = []
     server_config: dict[str, Any] = {}
@@ -1071,39 +1261,30 @@ def main() -> None:
             f"({setup['queued']:,} queued), vacuum analyze {setup['vacuum_analyze_seconds']:.1f} s",
             flush=True,
         )
-
         if args.sweep and sweep is None:
-            sweep = {"size": size, "measure_s": 20.0 if not args.quick else 4.0, "runs": []}
-            for workers, threads in SWEEP_CONFIGS:
-                load = wait_for_quiet(args.quiet_load, max_wait_s=120)
-                server = Server(env=env, workers=workers, threads=threads, log=data_dir / "gunicorn-queue.log")
-                try:
-                    result = run_loop(
-                        port=server.port,
-                        tokens=setup["tokens"]["saturation"],
-                        think=0.0,
-                        warmup_s=5.0 if not args.quick else 1.0,
-                        measure_s=sweep["measure_s"],
-                        monitor=Monitor(server=server, database=database),
-                    )
-                finally:
-                    server.stop()
-                entry = {"workers": workers, "threads": threads, "load_1m_before": round(load, 2)}
-                entry.update(strip_logs(result))
-                sweep["runs"].append(entry)
-                print(
-                    f"  sweep {workers} × {threads}: {result['labels_per_s']:.1f} labels/s, claim p50 "
-                    f"{result['claim']['p50_ms']} ms p99 {result['claim']['p99_ms']} ms",
-                    flush=True,
-                )
+            # A database of its own, so the sweep's labels do not add to the history of the timed runs' users.
+            sweep_database = f"flywheel_bench_queue_sweep_{size}"
+            sweep_env = server_env(base_env, args.pg, sweep_database)
+            print(f"  server sweep on its own database {sweep_database} …", flush=True)
+            sweep_setup = setup_database(size=size, env=sweep_env, base_pg=args.pg, database=sweep_database)
+            sweep = run_sweep(
+                env=sweep_env, setup=sweep_setup, size=size, database=sweep_database, args=args, data_dir=data_dir
+            )
+            if not args.keep:
+                helpers.pg_drop(args.pg, sweep_database)
 
-        server = Server(env=env, workers=args.workers, threads=args.threads, log=data_dir / "gunicorn-queue.log")
+        server = Server(
+            env=env,
+            workers=args.workers,
+            threads=args.threads,
+            log=data_dir / "gunicorn-queue.log",
+            worker_class=args.worker_class,
+        )
         server_config = server.config()
         size_runs: dict[str, list[dict[str, Any]]] = {name: [] for name in workloads}
         try:
             for repetition in range(1, repeat + 1):
                 for workload in workloads:
-                    wait_for_quiet(args.quiet_load, max_wait_s=60 if not args.quick else 0)
                     result = one_run(
                         workload=workload,
                         server=server,
@@ -1111,6 +1292,8 @@ def main() -> None:
                         phases=phases,
                         base_pg=args.pg,
                         database=database,
+                        quiet_cores=args.quiet_cores,
+                        max_wait_s=max_wait_s,
                     )
                     result.update(size=size, workload=workload, run=repetition)
                     size_runs[workload].append(result)
@@ -1120,8 +1303,9 @@ def main() -> None:
                         f"  {workload:<10} run {repetition}: claim p50/p95/p99 {result['claim']['p50_ms']}/"
                         f"{result['claim']['p95_ms']}/{result['claim']['p99_ms']} ms, submit p50/p99 "
                         f"{result['submit']['p50_ms']}/{result['submit']['p99_ms']} ms, "
-                        f"{result['labels_per_s']:.1f} labels/s, load {result['load_1m_before']:.2f}, "
-                        f"loadgen {result['cpu'].get('loadgen_cores')} cores; "
+                        f"{result['labels_per_s']:.1f} labels/s; before: load {result['load_1m_before']:.2f}, "
+                        f"others {result['others_busy_cores_before']:.2f} cores; loadgen "
+                        f"{result['cpu'].get('loadgen_cores')} cores; "
                         f"{'correct' if not bad else 'NOT CORRECT: ' + ', '.join(bad)}",
                         flush=True,
                     )
@@ -1129,6 +1313,7 @@ def main() -> None:
             server.stop()
         for workload in workloads:
             summary.append(summarize(size, workload, size_runs[workload]))
+        queue_stats[str(size)] = queue_table_stats(args.pg, database)
         explains[str(size)] = explain_claim(
             base_pg=args.pg,
             database=database,
@@ -1137,24 +1322,27 @@ def main() -> None:
             user_id=setup["tokens"]["sequential"][0]["user_id"],
         )
         report_setup[str(size)]["table_sizes_after_runs"] = table_sizes(args.pg, database)
-        print(f"  claim EXPLAIN ANALYZE: {explains[str(size)]['execution_ms_runs']} ms", flush=True)
+        print(f"  claim EXPLAIN ANALYZE (sequential user): {explains[str(size)]['execution_ms_runs']} ms", flush=True)
         if not args.keep:
             helpers.pg_drop(args.pg, database)
 
     report = {
         "benchmark": "queue",
         "machine": machine,
+        "postgresql_settings": pg_settings(args.pg),
         "commit": commit,
         "quick": args.quick,
         "sizes": sizes,
         "repeat": repeat,
         "phases": phases,
         "server": server_config,
+        "load_1m_at_start": round(load_at_start, 2),
         "setup": report_setup,
         "targets": [],
         "summary": summary,
         "runs": runs,
         "sweep": sweep,
+        "queue_table_after_runs": queue_stats,
         "explain_claim": explains,
         "label_studio_reference_from_issue": LABEL_STUDIO,
         "total_seconds": round(time.perf_counter() - started_all, 1),
@@ -1164,7 +1352,9 @@ def main() -> None:
     RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_JSON.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     write_markdown(markdown(report))
-    print(f"wrote {RESULTS_JSON.relative_to(REPO)} and {RESULTS_MD.relative_to(REPO)} in {report['total_seconds']:.0f} s")
+    print(
+        f"wrote {RESULTS_JSON.relative_to(REPO)} and {RESULTS_MD.relative_to(REPO)} in {report['total_seconds']:.0f} s"
+    )
     for check in report["targets"]:
         print(f"  {'met    ' if check['met'] else 'NOT MET'} {check['target']}: {check['value']}")
 
