@@ -67,6 +67,11 @@ def _claim_sql(*, skipped: bool) -> str:
     annotation = Annotation._meta.db_table
     skip = QueueSkip._meta.db_table
     lock = "FOR UPDATE OF q SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    # `OFFSET 0` keeps each NOT EXISTS a per-candidate probe of an (example, user) index on PostgreSQL. Without
+    # it the planner may choose an anti-join that reads all of this user's queue rows and labels on every claim
+    # (seen after a bulk queue_fill, while statistics predate the user's work), so a claim would cost more the
+    # more the annotator has labeled.
+    fence = "OFFSET 0" if connection.vendor == "postgresql" else ""
     if skipped:
         source = f"{queue} q JOIN {skip} s ON s.example_id = q.example_id AND s.user_id = %(user)s"
         order = "s.created_at, q.priority DESC, q.id"
@@ -75,7 +80,8 @@ def _claim_sql(*, skipped: bool) -> str:
         source = f"{queue} q"
         order = "q.priority DESC, q.id"
         skip_filter = (
-            f"AND NOT EXISTS (SELECT 1 FROM {skip} s WHERE s.example_id = q.example_id AND s.user_id = %(user)s)"
+            f"AND NOT EXISTS (SELECT 1 FROM {skip} s WHERE s.example_id = q.example_id AND s.user_id = %(user)s"
+            f" {fence})"
         )
     return f"""
         UPDATE {queue}
@@ -85,11 +91,13 @@ def _claim_sql(*, skipped: bool) -> str:
             SELECT q.id FROM {source}
              WHERE q.project_id = %(project)s AND q.state = 'ready'
                AND NOT EXISTS (
-                   SELECT 1 FROM {queue} o WHERE o.example_id = q.example_id AND o.lease_owner_id = %(user)s)
+                   SELECT 1 FROM {queue} o WHERE o.example_id = q.example_id AND o.lease_owner_id = %(user)s
+                   {fence})
                AND NOT EXISTS (
                    SELECT 1 FROM {annotation} a
                     WHERE a.example_id = q.example_id AND a.author_id = %(user)s
-                      AND a.status IN ({_live_status_sql()}))
+                      AND a.status IN ({_live_status_sql()})
+                   {fence})
                {skip_filter}
              ORDER BY {order}
              LIMIT 1 {lock})
