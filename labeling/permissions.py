@@ -6,7 +6,9 @@ from typing import Any
 
 from .models import ROLE_RANK, Membership, Project, ProjectRole
 
-GLOBAL_ROLE_GROUPS = ("admin", "reviewer", "annotator")
+ADMIN_GROUP = "admin"
+_UNKNOWN = object()
+GLOBAL_ROLE_GROUPS = (ADMIN_GROUP, "reviewer", "annotator")
 
 
 def is_global_admin(user: Any) -> bool:
@@ -17,7 +19,7 @@ def is_global_admin(user: Any) -> bool:
         return True
     cached = getattr(user, "_flywheel_is_admin", None)
     if cached is None:
-        cached = user.groups.filter(name="admin").exists()
+        cached = user.groups.filter(name=ADMIN_GROUP).exists()
         user._flywheel_is_admin = cached
     return cached
 
@@ -28,7 +30,10 @@ def project_role(user: Any, project: Project) -> ProjectRole | None:
         return ProjectRole.ADMIN
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return None
-    role = Membership.objects.filter(project_id=project.pk, user_id=user.pk).values_list("role", flat=True).first()
+    # A project read by `project_get_for_user` carries the reader's membership role already.
+    role = getattr(project, "member_role_of", {}).get(user.pk, _UNKNOWN)
+    if role is _UNKNOWN:
+        role = Membership.objects.filter(project_id=project.pk, user_id=user.pk).values_list("role", flat=True).first()
     return ProjectRole(role) if role else None
 
 

@@ -14,11 +14,9 @@ from django.http import Http404, HttpRequest
 from ninja import Field, Router, Schema, Status
 
 from labeling import selectors, services
-from labeling.models import Example, ProjectRole, QueueItem
+from labeling.models import ProjectRole, QueueItem
 
 router = Router(tags=["queue"])
-
-ERROR_NO_EXAMPLE = "No such example."
 
 
 class ErrorOut(Schema):
@@ -117,7 +115,7 @@ def queue_claim(request: HttpRequest, slug: str) -> Status[Any]:
     claim = services.queue_claim_next(project=project, user=request.auth)
     if claim is None:
         return Status(204, None)
-    labels = list(selectors.label_list(project=project).values_list("name", flat=True))
+    labels = selectors.label_names(project=project)
     return Status(200, _claim_out(claim, labels))
 
 
@@ -128,10 +126,9 @@ def queue_claim(request: HttpRequest, slug: str) -> Status[Any]:
 )
 def annotation_create(request: HttpRequest, example_id: int, payload: AnnotationIn) -> Status[Any]:
     """Record the caller's label and close its lease; a retried request returns the first label with 200."""
-    example = Example.objects.select_related("project").filter(pk=example_id).first()
-    if example is None:
-        raise Http404(ERROR_NO_EXAMPLE)
-    selectors.project_get_for_user(user=request.auth, slug=example.project.slug, minimum_role=ProjectRole.ANNOTATOR)
+    example = selectors.example_get_for_user(
+        user=request.auth, example_id=example_id, minimum_role=ProjectRole.ANNOTATOR
+    )
     try:
         result = services.annotation_submit(
             user=request.auth, example=example, label=payload.label, lease_id=payload.lease_id
@@ -147,7 +144,7 @@ def _lease_for_caller(request: HttpRequest, lease_id: UUID) -> QueueItem:
         item = services.queue_lease_get(user=request.auth, lease_id=lease_id)
     except services.LeaseError as exc:
         raise Http404(str(exc)) from exc
-    selectors.project_get_for_user(user=request.auth, slug=item.project.slug, minimum_role=ProjectRole.ANNOTATOR)
+    selectors.project_role_require(user=request.auth, project=item.project, minimum_role=ProjectRole.ANNOTATOR)
     return item
 
 

@@ -8,6 +8,7 @@ from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sub
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
+from labeling import rows
 from labeling.models import (
     LIVE_STATUSES,
     Annotation,
@@ -35,16 +36,55 @@ def project_list_for_user(*, user: Any) -> QuerySet[Project]:
 
 
 def project_get_for_user(*, user: Any, slug: str, minimum_role: str) -> tuple[Project, str]:
-    """Return the project and the user's role; Http404 for non-members, ProjectAccessDenied for low roles."""
-    project = Project.objects.filter(slug=slug).first()
-    if project is None:
+    """Return the project and the user's role; Http404 for non-members, ProjectAccessDenied for low roles.
+
+    The project and the user's membership come back in one statement: every page and endpoint starts here.
+    """
+    sql = f"""
+        SELECT {rows.columns(Project, "p")}, m.role
+          FROM {Project._meta.db_table} p
+          LEFT JOIN {Membership._meta.db_table} m ON m.project_id = p.id AND m.user_id = %s
+         WHERE p.slug = %s"""
+    row = rows.fetch_one(sql, [getattr(user, "pk", None), slug])
+    if row is None:
         raise Http404("No such project.")
+    project = rows.from_row(Project, row)
+    if getattr(user, "pk", None) is not None:
+        project.member_role_of = {user.pk: row[-1]}
+    return project, project_role_require(user=user, project=project, minimum_role=minimum_role)
+
+
+def project_role_require(*, user: Any, project: Project, minimum_role: str) -> str:
+    """Return the user's role in the project; Http404 for non-members, ProjectAccessDenied for low roles."""
     role = project_role(user, project)
     if role is None:
         raise Http404("No such project.")
     if not role_allows(role, minimum_role):
         raise ProjectAccessDenied(f"This needs the {minimum_role} role in {project.slug}.")
-    return project, role
+    return role
+
+
+def example_get_for_user(*, user: Any, example_id: int, minimum_role: str) -> Example:
+    """Return the example with its project, checking the user's role there in the same statement.
+
+    Http404 when the example does not exist or the user is not a member; ProjectAccessDenied for low roles.
+    """
+    user_id = getattr(user, "pk", None)
+    sql = f"""
+        SELECT {rows.columns(Example, "e")}, {rows.columns(Project, "p")}, m.role
+          FROM {Example._meta.db_table} e
+          JOIN {Project._meta.db_table} p ON p.id = e.project_id
+          LEFT JOIN {Membership._meta.db_table} m ON m.project_id = p.id AND m.user_id = %s
+         WHERE e.id = %s"""
+    row = rows.fetch_one(sql, [user_id, example_id])
+    if row is None:
+        raise Http404("No such example.")
+    example = rows.from_row(Example, row)
+    example.project = rows.from_row(Project, row[rows.width(Example) :])
+    if user_id is not None:
+        example.project.member_role_of = {user_id: row[-1]}
+    project_role_require(user=user, project=example.project, minimum_role=minimum_role)
+    return example
 
 
 def project_counts(*, project: Project) -> dict[str, int]:
@@ -54,6 +94,15 @@ def project_counts(*, project: Project) -> dict[str, int]:
     totals = examples.aggregate(total=Count("id"), labeled=Count("id", filter=Q(labeled_filter)))
     queued = QueueItem.objects.filter(project_id=project.pk, state__in=(QueueState.READY, QueueState.LEASED)).count()
     return {"examples": totals["total"], "labeled": totals["labeled"], "queued": queued}
+
+
+def label_names(*, project: Project) -> list[str]:
+    """The project's label names in display order (one bare statement: the claim endpoint sends them each time)."""
+    with rows.cursor() as cursor:
+        cursor.execute(
+            f'SELECT name FROM {Label._meta.db_table} WHERE project_id = %s ORDER BY "order", name', [project.pk]
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def label_list(*, project: Project) -> QuerySet[Label]:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from labeling import rows
 from labeling.models import (
     LIVE_STATUSES,
     Annotation,
@@ -61,11 +61,15 @@ def label_resolve(*, project_id: int, label: str | int | Label) -> Label:
     """Return the project's label named `label` (or with that id); AnnotationError listing the choices otherwise."""
     if isinstance(label, Label) and label.project_id == project_id:
         return label
-    labels = Label.objects.filter(project_id=project_id)
-    found = (
-        labels.filter(pk=label).first() if isinstance(label, int) else labels.filter(name=str(label).strip()).first()
+    column = "id" if isinstance(label, int) else "name"
+    key = label if isinstance(label, int) else str(label).strip()
+    row = rows.fetch_one(
+        f"SELECT {rows.columns(Label, 'l')} FROM {Label._meta.db_table} l WHERE l.project_id = %s AND l.{column} = %s",
+        [project_id, key],
     )
+    found = rows.from_row(Label, row) if row is not None else None
     if found is None:
+        labels = Label.objects.filter(project_id=project_id)
         choices = ", ".join(labels.order_by("order", "name").values_list("name", flat=True))
         raise AnnotationError(
             ERROR_UNKNOWN_LABEL.format(label=label if not isinstance(label, Label) else label.name, choices=choices)
@@ -109,20 +113,14 @@ def _lease_key(lease_id: uuid.UUID | str | None) -> uuid.UUID | None:
 
 
 def _submit_once(*, user: Any, example: Example, label: Label, key: uuid.UUID | None, now: datetime) -> Submitted:
-    standing = Q(example_id=example.pk, author_id=user.pk, kind=AnnotationKind.HUMAN, status__in=LIVE_STATUSES)
-    earlier = (
-        Annotation.objects.select_related("label")
-        .filter(standing | Q(lease_id=key) if key is not None else standing)
-        .order_by("id")
-        .first()
-    )
+    earlier = _earlier_submit(user=user, example=example, key=key)
     if earlier is not None:
         return _repeat(earlier, user=user, label=label)
     item = _item_for_submit(user=user, example=example, key=key)
     seconds = None
     if item is not None and item.leased_at is not None:
         seconds = min(max((now - item.leased_at).total_seconds(), 0.0), MAX_SECONDS_SPENT)
-    annotation = Annotation.objects.create(
+    annotation = Annotation(
         example_id=example.pk,
         label=label,
         author_id=user.pk,
@@ -132,12 +130,37 @@ def _submit_once(*, user: Any, example: Example, label: Label, key: uuid.UUID | 
         seconds_spent=seconds,
         created_at=now,
     )
+    rows.insert(annotation)
     # The annotation row is the record of the submit (who, what, when, which lease); no separate event.
     if item is not None:
-        QueueItem.objects.filter(pk=item.pk).update(
-            state=QueueState.DONE, lease_owner_id=user.pk, done_at=now, lease_expires_at=None
-        )
+        with rows.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {QueueItem._meta.db_table} SET state = %s, lease_owner_id = %s, done_at = %s,"
+                " lease_expires_at = NULL WHERE id = %s",
+                [QueueState.DONE, user.pk, connection.ops.adapt_datetimefield_value(now), item.pk],
+            )
     return Submitted(annotation=annotation, created=True)
+
+
+def _earlier_submit(*, user: Any, example: Example, key: uuid.UUID | None) -> Annotation | None:
+    """Return the label this submit repeats: the user's standing human label of the example, or the lease's."""
+    live = ", ".join(["%s"] * len(LIVE_STATUSES))
+    by_lease = " OR a.lease_id = %s" if key is not None else ""
+    params: list[Any] = [example.pk, user.pk, AnnotationKind.HUMAN, *LIVE_STATUSES]
+    if key is not None:
+        params.append(key if connection.features.has_native_uuid_field else key.hex)
+    row = rows.fetch_one(
+        f"""SELECT {rows.columns(Annotation, "a")}, {rows.columns(Label, "l")}
+              FROM {Annotation._meta.db_table} a JOIN {Label._meta.db_table} l ON l.id = a.label_id
+             WHERE (a.example_id = %s AND a.author_id = %s AND a.kind = %s AND a.status IN ({live})){by_lease}
+             ORDER BY a.id LIMIT 1""",
+        params,
+    )
+    if row is None:
+        return None
+    earlier = rows.from_row(Annotation, row)
+    earlier.label = rows.from_row(Label, row[rows.width(Annotation) :])
+    return earlier
 
 
 def _repeat(earlier: Annotation, *, user: Any, label: Label) -> Submitted:
@@ -151,9 +174,15 @@ def _repeat(earlier: Annotation, *, user: Any, label: Label) -> Submitted:
 
 def _item_for_submit(*, user: Any, example: Example, key: uuid.UUID | None) -> QueueItem | None:
     """Return the queue row this label closes, locked: the lease's row, else a free slot of the example."""
+    queue = QueueItem._meta.db_table
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     if key is not None:
-        item = QueueItem.objects.select_for_update().filter(lease_id=key).first()
-        if item is not None:
+        row = rows.fetch_one(
+            f"SELECT {rows.columns(QueueItem, 'q')} FROM {queue} q WHERE q.lease_id = %s{lock}",
+            [key if connection.features.has_native_uuid_field else key.hex],
+        )
+        if row is not None:
+            item = rows.from_row(QueueItem, row)
             if item.lease_owner_id != user.pk:
                 raise AnnotationError(ERROR_LEASE_NOT_FOUND, status=404)
             if item.example_id != example.pk:
