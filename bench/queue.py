@@ -76,8 +76,7 @@ SERVER_RATIONALE = (
     "the app and the load generator, and a request is mostly Python (the ORM building queries) with short waits "
     "for the database: one process per core (the GIL lets each use one) with a second thread to cover those "
     "waits. In trial runs more processes or threads did not raise throughput and lengthened the tails (a "
-    "thread waits for the GIL again after each database round trip); the sweep below repeats the comparison in "
-    "this run. gthread keeps each client's connection open (`--keep-alive` longer than the 2 s think time), but "
+    "thread waits for the GIL again after each database round trip). gthread keeps each client's connection open (`--keep-alive` longer than the 2 s think time), but "
     "a connection stays with the worker that accepted it, so under saturation the split can be uneven (the "
     "sweep's last column); sync workers balance (a worker takes a request only when free), at the price of a "
     "new connection per request."
@@ -930,7 +929,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Server: `gunicorn flywheel.wsgi:application {server_args}`, `DB_CONN_MAX_AGE=600`, `DJANGO_DEBUG` off, "
         "prepared statements on (the default), `flywheel/wsgi.py` as shipped (1 ms thread switch interval, the "
         "loaded app frozen out of the garbage collector's full collections), project settings at their defaults (overlap 1, 10-minute leases, 5% gold checks with no gold examples). "
-        + SERVER_RATIONALE,
+        + SERVER_RATIONALE
+        + (" The sweep below repeats the comparison in this run." if report.get("sweep") else ""),
         "",
         "| workload | examples | runs | claim p50 | claim p95 | claim p99 | submit p50 | submit p95 | submit p99 "
         "| labels/s | target | met? |",
