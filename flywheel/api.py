@@ -2,25 +2,55 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import Http404, HttpRequest, HttpResponse
-from ninja import NinjaAPI
+from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError
 
 from labeling.api import api_auth
 from labeling.api import router as labeling_router
+from labeling.api.projects import JobOut, import_job_detail
 from labeling.selectors import ProjectAccessDenied
+from models_app.api import TRAINING_JOB_PREFIX, TrainingJobOut, training_job_detail
+from models_app.api import router as models_router
 
 ERROR_UNAUTHENTICATED = "Authentication required: send `Authorization: Bearer <token>` or log in."
 
 api = NinjaAPI(
     title="Flywheel API",
     version="1",
-    description="Projects, example imports, import jobs and exports. "
+    description="Projects, example imports, jobs, exports, the labeling queue, retraining and model versions. "
     "Authenticate with `Authorization: Bearer <token>` (see `manage.py create_api_token`) or a browser session.",
     urls_namespace="api",
     auth=api_auth(),
 )
 api.add_router("/", labeling_router)
+api.add_router("/", models_router)
+
+IMPORT_JOB_PREFIX = "import-"
+ERROR_BAD_JOB_ID = "No such job: job ids are numbers (imports) or train-<number> (training runs)."
+
+
+class JobErrorOut(Schema):
+    detail: str
+
+
+@api.get(
+    "/jobs/{job_id}",
+    response={200: JobOut | TrainingJobOut, 403: JobErrorOut, 404: JobErrorOut},
+    summary="Follow a job: an import (project admins) or a training run, id train-<n> (reviewers)",
+    tags=["jobs"],
+)
+def job_detail(request: HttpRequest, job_id: str) -> dict[str, Any]:
+    """Show a job's state, progress and message; the id's form says which kind of job it is."""
+    key = job_id.strip()
+    if key.startswith(TRAINING_JOB_PREFIX) and key[len(TRAINING_JOB_PREFIX) :].isdigit():
+        return training_job_detail(request, int(key[len(TRAINING_JOB_PREFIX) :]))
+    key = key.removeprefix(IMPORT_JOB_PREFIX)
+    if key.isdigit():
+        return import_job_detail(request, int(key))
+    raise Http404(ERROR_BAD_JOB_ID)
 
 
 @api.exception_handler(AuthenticationError)

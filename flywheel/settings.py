@@ -30,7 +30,10 @@ DATA_DIR = Path(os.environ.get("FLYWHEEL_DATA_DIR") or BASE_DIR / "var").resolve
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 UPLOAD_DIR = DATA_DIR / "uploads"
 REPORT_DIR = DATA_DIR / "reports"
-for _folder in (UPLOAD_DIR, REPORT_DIR):
+# Feature shards and model artifacts: big files that every worker reads, so they may live on shared storage.
+FEATURE_DIR = Path(os.environ.get("FLYWHEEL_FEATURE_DIR") or DATA_DIR / "features").resolve()
+ARTIFACT_DIR = Path(os.environ.get("FLYWHEEL_ARTIFACT_DIR") or DATA_DIR / "artifacts" / "models").resolve()
+for _folder in (UPLOAD_DIR, REPORT_DIR, FEATURE_DIR, ARTIFACT_DIR):
     _folder.mkdir(parents=True, exist_ok=True)
 
 
@@ -193,12 +196,24 @@ CELERY_BEAT_SCHEDULE = {
         "task": "labeling.tasks.import_jobs_sweep_task",
         "schedule": 60.0,
     },
+    "sweep-stuck-feature-jobs": {
+        "task": "models_app.tasks.feature_jobs_sweep_task",
+        "schedule": 60.0,
+    },
     "expire-queue-leases": {
         "task": "labeling.tasks.queue_leases_expire_task",
         "schedule": 30.0,
     },
+    "sweep-stuck-training-runs": {
+        "task": "models_app.tasks.training_runs_sweep_task",
+        "schedule": 60.0,
+    },
+    "start-due-retraining": {
+        "task": "models_app.tasks.training_triggers_check_task",
+        "schedule": 60.0,
+    },
 }
-# A running import whose heartbeat is older than this is taken to have lost its worker.
+# A running import, featurizing job or training run whose heartbeat is older than this is taken to have lost its worker.
 FLYWHEEL_JOB_STALE_SECONDS = _env_int("FLYWHEEL_JOB_STALE_SECONDS", 300)
 
 LOGGING = {

@@ -1,4 +1,4 @@
-"""Top-level routes: the labeling pages, the JSON API, accounts and the admin site."""
+"""Top-level routes: the labeling and model pages, the JSON API, accounts and the admin site."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
@@ -13,5 +13,6 @@ urlpatterns = [
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
+    path("", include("models_app.urls")),
     path("", include("labeling.urls")),
 ]

@@ -19,5 +19,5 @@ application = get_wsgi_application()
 # Load the URL patterns (and with them the API and its schemas) now rather than on the first request, then
 # move everything loaded so far out of the garbage collector's sight. The app's ~100k long-lived objects would
 # otherwise be walked by every full collection: a pause of tens of milliseconds for every request in flight.
-get_resolver().url_patterns
+get_resolver().url_patterns  # noqa: B018 - loading them is the point
 gc.freeze()

@@ -373,13 +373,8 @@ def _example_record(example: ExampleIn) -> dict[str, Any]:
     return record
 
 
-@router.get(
-    "/jobs/{job_id}",
-    response={200: JobOut, 403: ErrorOut, 404: ErrorOut},
-    summary="Show an import job's state, progress, counts and rejected rows (project admins)",
-)
-def job_detail(request: HttpRequest, job_id: int) -> dict[str, Any]:
-    """Show an import job to the admins of its project."""
+def import_job_detail(request: HttpRequest, job_id: int) -> dict[str, Any]:
+    """Show an import job to the admins of its project (served at /api/v1/jobs/{id} with the other job kinds)."""
     job = selectors.import_job_get_for_user(user=request.auth, job_id=job_id, minimum_role=ProjectRole.ADMIN)
     return _job_out(job)
 

@@ -311,6 +311,18 @@ def _run(job: ImportJob, on_progress: Callable[[ImportJob], None] | None) -> Non
         # Queue the new examples before the job reads as finished: they are claimable once it is.
         job.result["queued"] = queue_fill(project=job.project, import_job_id=job.pk)
         _finish(job, state=JobState.SUCCEEDED, message=import_summary(job.result))
+        _hand_to_the_loop(job)
+
+
+def _hand_to_the_loop(job: ImportJob) -> None:
+    """Start what follows an import (featurizing its new examples); a failure there never fails the import."""
+    from flywheel import loop
+
+    try:
+        with transaction.atomic():
+            loop.import_succeeded(job=job)
+    except Exception:  # noqa: BLE001 - the import itself is done and recorded; the next import retries the step
+        logger.exception("import job %s: starting the steps after the import failed", job.pk)
 
 
 def _open_records(check: FileCheck, text: Any, path: str, options: ImportOptions) -> tuple[FieldMap, Iterator[Record]]:

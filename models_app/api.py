@@ -1,0 +1,161 @@
+"""The models room's part of the JSON API: ask for a retrain, follow it, list the model versions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.http import Http404, HttpRequest
+from ninja import Field, Router, Schema, Status
+
+from labeling import selectors as labeling_selectors
+from labeling.models import ProjectRole
+from models_app import services
+from models_app.models import ModelVersion, TrainingRun, TrainingTrigger
+
+router = Router(tags=["models"])
+
+TRAINING_JOB_PREFIX = "train-"
+ERROR_NO_RUN = "No such job."
+
+
+class ErrorOut(Schema):
+    detail: str
+
+
+class RetrainOut(Schema):
+    job_id: str = Field(description="Follow it at GET /api/v1/jobs/{job_id}.")
+    state: str
+    coalesced: bool = Field(
+        description="True when a run was already queued or training: this request joined it (a run already "
+        "training gets one follow-up run)."
+    )
+
+
+class TrainingJobOut(Schema):
+    id: str
+    kind: str = "train"
+    project: str
+    state: str = Field(description="queued, running, succeeded or failed.")
+    progress: float
+    message: str
+    trigger: str
+    attempts: int
+    follow_up: bool
+    model_version: int | None = Field(None, description="The number of the version this run produced.")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class HoldoutOut(Schema):
+    size: int
+    cutoff: datetime | None
+    share: float | None = None
+    support: dict[str, int] = Field(default_factory=dict)
+
+
+class ModelVersionOut(Schema):
+    number: int
+    status: str
+    featurizer: str
+    feature_version: str
+    algorithm: str
+    params: dict[str, Any]
+    seed: int
+    training_counts: dict[str, Any]
+    holdout: HoldoutOut
+    metrics: dict[str, Any] = Field(
+        description="Time-split evaluation: accuracy, macro_f1, per_class, labels, confusion, ece, majority_baseline."
+    )
+    random_split_metrics: dict[str, Any] = Field(
+        description="The same metrics under a random split, for information: how optimistic it would have been."
+    )
+    artifact_sha256: str
+    created_at: datetime
+    trained_at: datetime | None
+    published_at: datetime | None
+
+
+def training_job_id(run: TrainingRun) -> str:
+    """Return the job id a client follows at /api/v1/jobs/{id} (import jobs keep their plain numbers)."""
+    return f"{TRAINING_JOB_PREFIX}{run.pk}"
+
+
+def training_job_out(run: TrainingRun) -> dict[str, Any]:
+    return {
+        "id": training_job_id(run),
+        "project": run.project.slug,
+        "state": run.state,
+        "progress": run.progress,
+        "message": run.message,
+        "trigger": run.trigger,
+        "attempts": run.attempts,
+        "follow_up": run.follow_up,
+        "model_version": run.model_version.number if run.model_version_id else None,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+    }
+
+
+def training_job_detail(request: HttpRequest, run_id: int) -> dict[str, Any]:
+    """Show a training run to the reviewers and admins of its project; 404 for anyone else."""
+    run = TrainingRun.objects.select_related("project", "model_version").filter(pk=run_id).first()
+    if run is None:
+        raise Http404(ERROR_NO_RUN)
+    labeling_selectors.project_get_for_user(user=request.auth, slug=run.project.slug, minimum_role=ProjectRole.REVIEWER)
+    return training_job_out(run)
+
+
+@router.post(
+    "/projects/{slug}/retrain",
+    response={202: RetrainOut, 403: ErrorOut, 404: ErrorOut},
+    summary="Retrain the project's model in a worker (reviewers); one run at a time per project",
+)
+def retrain(request: HttpRequest, slug: str) -> Status[Any]:
+    """Queue a training run, or join the one already queued or training."""
+    project, _ = labeling_selectors.project_get_for_user(
+        user=request.auth, slug=slug, minimum_role=ProjectRole.REVIEWER
+    )
+    before = TrainingRun.objects.filter(project=project).order_by("-id").values_list("id", flat=True).first()
+    run = services.training_run_request(project=project, trigger=TrainingTrigger.API, user=request.auth)
+    coalesced = before is not None and run.pk == before
+    return Status(202, {"job_id": training_job_id(run), "state": run.state, "coalesced": coalesced})
+
+
+@router.get(
+    "/projects/{slug}/models",
+    response={200: list[ModelVersionOut], 403: ErrorOut, 404: ErrorOut},
+    summary="List the project's model versions, newest first, with their time-split metrics (reviewers)",
+)
+def model_version_list(request: HttpRequest, slug: str) -> list[dict[str, Any]]:
+    project, _ = labeling_selectors.project_get_for_user(
+        user=request.auth, slug=slug, minimum_role=ProjectRole.REVIEWER
+    )
+    versions = ModelVersion.objects.filter(project=project).order_by("-number")
+    return [
+        {
+            "number": version.number,
+            "status": version.status,
+            "featurizer": version.featurizer,
+            "feature_version": version.feature_version,
+            "algorithm": version.algorithm,
+            "params": version.params,
+            "seed": version.seed,
+            "training_counts": version.training_counts,
+            "holdout": {
+                "size": version.holdout.get("size", 0),
+                "cutoff": version.cutoff,
+                "share": version.holdout.get("share"),
+                "support": version.holdout.get("support", {}),
+            },
+            "metrics": version.metrics,
+            "random_split_metrics": version.random_split_metrics,
+            "artifact_sha256": version.artifact_sha256,
+            "created_at": version.created_at,
+            "trained_at": version.trained_at,
+            "published_at": version.published_at,
+        }
+        for version in versions
+    ]

@@ -1,0 +1,37 @@
+"""Celery tasks of the models room: thin wrappers that take ids and call one service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from models_app import services
+
+
+@shared_task(acks_late=True)
+def feature_job_run_task(job_id: int) -> None:
+    """Run a queued featurizing job; a job already claimed, finished or deleted is left alone."""
+    services.feature_job_run(job_id=job_id)
+
+
+@shared_task
+def feature_jobs_sweep_task() -> int:
+    """Requeue featurizing jobs whose worker died (a killed worker's task is not redelivered)."""
+    return services.feature_jobs_sweep()
+
+
+@shared_task(acks_late=True)
+def training_run_execute_task(run_id: int) -> None:
+    """Train one queued run; a run already claimed or finished is left alone, so redelivery is harmless."""
+    services.training_run_execute(run_id=run_id)
+
+
+@shared_task
+def training_runs_sweep_task() -> int:
+    """Requeue training runs whose worker died mid-training (a SIGKILLed worker's task is not redelivered)."""
+    return services.training_runs_sweep()
+
+
+@shared_task
+def training_triggers_check_task() -> int:
+    """Start retraining where enough new human labels arrived or the schedule is due."""
+    return len(services.training_triggers_check())

@@ -1,0 +1,16 @@
+"""Routes of the model pages, under /p/<slug>/models/ next to the labeling pages."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+app_name = "models_app"
+
+urlpatterns = [
+    path("p/<slug:slug>/models/", views.model_list, name="model_list"),
+    path("p/<slug:slug>/models/retrain/", views.model_retrain, name="model_retrain"),
+    path("p/<slug:slug>/models/<int:number>/", views.model_detail, name="model_detail"),
+    path("p/<slug:slug>/models/runs/<int:run_id>/", views.training_run, name="training_run"),
+]

@@ -1,0 +1,87 @@
+"""Builders for models-room tests: examples with chosen ids, small featurizers, and one that counts its texts."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from labeling.models import Example, Project
+from models_app.ml.featurizers import HashingFeaturizer
+
+
+def examples_create(project: Project, texts: Sequence[str], *, ids: Sequence[int] | None = None) -> list[Example]:
+    """Insert examples in one statement; `ids` chooses their primary keys (to commit a low id after high ones)."""
+    rows = [
+        Example(
+            project=project,
+            text=text,
+            content_hash=hashlib.sha256(text.encode()).hexdigest(),
+            **({"pk": ids[index]} if ids is not None else {}),
+        )
+        for index, text in enumerate(texts)
+    ]
+    created = Example.objects.bulk_create(rows)
+    if ids is None:
+        created = list(Example.objects.filter(project=project, content_hash__in=[row.content_hash for row in rows]))
+    return sorted(created, key=lambda example: example.pk)
+
+
+def small_hashing(n_features: int = 256) -> HashingFeaturizer:
+    """A hashing featurizer narrow enough to compare matrices cheaply."""
+    return HashingFeaturizer(n_features=n_features, char_ngrams=None)
+
+
+class FakeDenseFeaturizer:
+    """A dense featurizer without a model: each text's vector comes from its SHA-256, so it is deterministic."""
+
+    name: ClassVar[str] = "minilm"
+
+    def __init__(self, dim: int = 8) -> None:
+        self.dim = dim
+        self.sparse = False
+
+    def params(self) -> dict[str, Any]:
+        return {"fake_dim": self.dim}
+
+    @property
+    def version(self) -> str:
+        return f"minilm-fake-{self.dim}"
+
+    def transform(self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+            out[row] = np.random.default_rng(seed).standard_normal(self.dim, dtype=np.float32)
+        if progress is not None:
+            progress(len(texts), len(texts))
+        return out
+
+
+class CountingFeaturizer:
+    """Wrap a featurizer and record every text it is asked to featurize."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.texts: list[str] = []
+        self.calls = 0
+
+    name = property(lambda self: self.inner.name)
+    version = property(lambda self: self.inner.version)
+    dim = property(lambda self: self.inner.dim)
+    sparse = property(lambda self: self.inner.sparse)
+
+    def params(self) -> dict[str, Any]:
+        return self.inner.params()
+
+    def transform(self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None) -> Any:
+        self.calls += 1
+        self.texts.extend(texts)
+        return self.inner.transform(texts, progress)
+
+
+def dense(matrix: Any) -> np.ndarray:
+    """Return a dense ndarray of a sparse or dense matrix."""
+    return matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
