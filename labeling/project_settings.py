@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from .models import Project
 
 ERROR_SETTING_RANGE = "{name} must be between {low} and {high}."
 ERROR_SETTING_TYPE = "{name} must be {expected}."
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -32,22 +35,27 @@ BOUNDS: dict[str, tuple[float, float]] = {
 }
 
 
-def labeling_settings_get(project: Project) -> LabelingSettings:
-    """Return the project's labeling settings; each missing or unusable stored value falls back to its default."""
-    stored = (project.settings or {}).get("labeling") or {}
+def settings_section_get(project: Project, section: str, parse: Callable[[dict[str, Any]], T]) -> T:
+    """Parse `project.settings[section]`; each missing or unusable stored value falls back to its default alone."""
+    stored = (project.settings or {}).get(section) or {}
     if not isinstance(stored, dict):
-        return LabelingSettings()
+        return parse({})
     try:
-        return labeling_settings_parse(stored)
+        return parse(stored)
     except ValueError:
         usable = {}
         for name, value in stored.items():
             try:
-                labeling_settings_parse({name: value})
+                parse({name: value})
             except ValueError:
                 continue
             usable[name] = value
-        return labeling_settings_parse(usable)
+        return parse(usable)
+
+
+def labeling_settings_get(project: Project) -> LabelingSettings:
+    """Return the project's labeling settings; each missing or unusable stored value falls back to its default."""
+    return settings_section_get(project, "labeling", labeling_settings_parse)
 
 
 def labeling_settings_parse(data: dict[str, Any]) -> LabelingSettings:

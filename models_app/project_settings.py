@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from labeling.models import Project
+from labeling.project_settings import settings_section_get
 
 from .models import FeaturizerName
 
@@ -41,20 +42,7 @@ CHOICES: dict[str, tuple[str, ...]] = {"featurizer": tuple(FeaturizerName.values
 
 def learning_settings_get(project: Project) -> LearningSettings:
     """Return the project's learning settings; each missing or unusable stored value falls back to its default."""
-    stored = (project.settings or {}).get("learning") or {}
-    if not isinstance(stored, dict):
-        return LearningSettings()
-    try:
-        return learning_settings_parse(stored)
-    except ValueError:
-        usable = {}
-        for name, value in stored.items():
-            try:
-                learning_settings_parse({name: value})
-            except ValueError:
-                continue
-            usable[name] = value
-        return learning_settings_parse(usable)
+    return settings_section_get(project, "learning", learning_settings_parse)
 
 
 def learning_settings_parse(data: dict[str, Any]) -> LearningSettings:
