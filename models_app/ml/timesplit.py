@@ -108,7 +108,7 @@ def _check_inputs(rows: Sequence[LabeledRow], holdout_share: float) -> None:
 
 
 def _holdout_size(n_examples: int, holdout_share: float) -> int:
-    """Round the share half up, so 0.2 of 25 examples holds out 5 and of 27 holds out 5."""
+    """Round the share half up, so 0.2 of 27 examples holds out 5 (5.4) and of 28 holds out 6 (5.6)."""
     return math.floor(n_examples * holdout_share + 0.5)
 
 
@@ -177,12 +177,11 @@ def _enough(
     return True, ""
 
 
-def _at_or_after(row: LabeledRow, cutoff_at: datetime, cutoff_id: int | None) -> bool:
+def _at_or_after(observed_at: datetime, example_id: int, cutoff_at: datetime, cutoff_id: int | None) -> bool:
     """Compare a dated row with the cutoff in ``(observed_at, example_id)`` order; no id means the whole instant."""
-    assert row.observed_at is not None
-    if row.observed_at != cutoff_at:
-        return row.observed_at > cutoff_at
-    return cutoff_id is None or row.example_id >= cutoff_id
+    if observed_at != cutoff_at:
+        return observed_at > cutoff_at
+    return cutoff_id is None or example_id >= cutoff_id
 
 
 def time_split(
@@ -218,7 +217,9 @@ def time_split(
         if row.observed_at is None or cutoff is None:
             candidates.append(index)
         elif row.provenance == HUMAN:
-            (in_holdout if _at_or_after(row, cutoff, cutoff_id) else candidates).append(index)
+            (in_holdout if _at_or_after(row.observed_at, row.example_id, cutoff, cutoff_id) else candidates).append(
+                index
+            )
         elif row.observed_at >= cutoff:
             dropped_future += 1
         else:

@@ -1,11 +1,23 @@
 """Training, evaluation and safe artifact files for the text classifiers the flywheel retrains.
 
-* Hashed counts (sparse) train a ``Pipeline(TfidfTransformer(sublinear_tf=True), LogisticRegression)``: the idf
-  weights are learned from the training rows only, inside the model, so the holdout never leaks into them and the
-  stored features stay raw counts.
-* Dense embeddings (unit vectors already) train a ``LogisticRegression`` directly.
-* Logistic regression uses the lbfgs solver with the multinomial loss, which handles two or more classes alike and
-  gives the same coefficients for the same rows, config and thread count.
+Every model is an L2-regularised logistic regression (``algorithm="logreg"``); the solver depends on the rows:
+
+* Hashed counts (sparse) train a ``Pipeline([("tfidf", TfidfTransformer(sublinear_tf=True)), ("classifier", …)])``.
+  The idf weights are learned from the training rows only, inside the model, so the holdout never leaks into them
+  and the stored features stay raw counts. The classifier is ``SGDClassifier(loss="log_loss")`` with
+  ``alpha = 1 / (C * n_rows)``, the same objective as ``LogisticRegression(C)`` up to a constant factor, one-vs-rest
+  for three or more classes. Measured on one core, 100k texts of hashed word and char n-grams (2**19 columns,
+  about 300 non-zeros a row): lbfgs needed 40 s to 120 s and liblinear one-vs-rest 42 s to 133 s, while SGD
+  trains in about 10 s with the same holdout accuracy. SGD stops when the training loss stops improving by
+  ``SGD_TOL`` for 5 epochs, or after an epoch budget of about ``SGD_NNZ_BUDGET`` non-zeros visited, whichever is
+  first, so a retrain stays bounded however many labels arrive.
+* Dense embeddings (unit vectors already, 384 columns) train a ``LogisticRegression`` with lbfgs directly; that is
+  fast at any realistic size. ``LBFGS_TOL`` is small on purpose: scikit-learn averages the loss over rows, so with
+  balanced classes the starting gradient can already be below 1e-4 and lbfgs would stop after zero iterations.
+
+``TrainingConfig.solver`` can force ``"sgd"`` or ``"lbfgs"`` for either shape. A fit is deterministic for the same
+rows, config and thread count. Hitting an iteration limit is by design, so ``ConvergenceWarning`` is silenced and
+reported instead by ``describe_model`` (``iterations`` against ``iteration_limit``).
 
 Artifacts are skops files, never pickles. ``save_artifact`` returns the sha256 of the bytes written, to be stored
 next to the path; ``load_artifact`` reads the file once, refuses it if the checksum differs, asks skops which types
@@ -16,8 +28,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,17 +43,22 @@ import scipy.sparse as sp
 from models_app.ml.metrics import Report, classification_report
 
 ALGORITHMS = ("logreg",)
+SOLVERS = ("auto", "sgd", "lbfgs")
 
-# Types skops does not trust by default but our own pipelines contain; anything else in a file is refused.
-TRUSTED_ARTIFACT_TYPES = frozenset(
-    {
-        "numpy.dtype",
-    }
-)
+SGD_TOL = 1e-3
+SGD_MIN_EPOCHS = 5
+SGD_NNZ_BUDGET = 200_000_000
+LBFGS_TOL = 1e-6
+
+# Types skops does not trust by default that our artifacts may hold. Every type in the pipelines train_model builds
+# (Pipeline, TfidfTransformer, SGDClassifier, LogisticRegression, numpy arrays) is trusted by skops itself, so the
+# list is empty: a file naming any other type is refused, and a new entry is a reviewed decision.
+TRUSTED_ARTIFACT_TYPES: frozenset[str] = frozenset()
 
 UNKNOWN_ALGORITHM = "Unknown algorithm {name!r}: choose one of " + ", ".join(ALGORITHMS) + "."
+UNKNOWN_SOLVER = "Unknown solver {name!r}: choose one of " + ", ".join(SOLVERS) + "."
 ROWS_MISMATCH = "X has {rows} rows but y has {labels} labels."
-WEIGHTS_MISMATCH = "sample_weight has {weights} entries but X has {rows} rows."
+WEIGHTS_MISMATCH = "sample_weight needs one weight per row: X has {rows} rows."
 ONE_CLASS = "Training needs at least 2 classes, got {count}."
 MODEL_CLASS_NOT_IN_LABELS = "The model predicts labels that are not in `labels`: {labels}."
 ARTIFACT_MISSING = "The model artifact file is missing or unreadable."
@@ -59,6 +78,7 @@ class TrainingConfig:
 
     ``C`` is the inverse L2 strength: 4.0 suits tf-idf rows, whose many rare n-grams need room to count.
     ``class_weight="balanced"`` keeps a rare class from being ignored; None weighs every row alike.
+    ``max_iter`` caps lbfgs iterations or SGD epochs. ``solver="auto"`` is SGD for sparse rows, lbfgs for dense.
     """
 
     algorithm: str = "logreg"
@@ -66,7 +86,7 @@ class TrainingConfig:
     class_weight: str | None = "balanced"
     max_iter: int = 1000
     seed: int = 0
-    tol: float = 1e-4
+    solver: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as JSON values, to store on the training run."""
@@ -78,17 +98,43 @@ class TrainingConfig:
         return cls(**data)
 
 
-def _classifier(config: TrainingConfig) -> Any:
-    """Build the logistic regression both model shapes end in."""
-    from sklearn.linear_model import LogisticRegression
-
+def resolve_solver(config: TrainingConfig, *, sparse: bool) -> str:
+    """Return the solver a fit will use, so the run can record it before training starts."""
     if config.algorithm not in ALGORITHMS:
         raise ValueError(UNKNOWN_ALGORITHM.format(name=config.algorithm))
+    if config.solver not in SOLVERS:
+        raise ValueError(UNKNOWN_SOLVER.format(name=config.solver))
+    if config.solver == "auto":
+        return "sgd" if sparse else "lbfgs"
+    return config.solver
+
+
+def sgd_epoch_limit(config: TrainingConfig, nonzeros: int) -> int:
+    """Cap epochs so one fit visits about SGD_NNZ_BUDGET non-zeros, keeping big retrains inside their time budget."""
+    return min(config.max_iter, max(SGD_MIN_EPOCHS, math.ceil(SGD_NNZ_BUDGET / max(nonzeros, 1))))
+
+
+def _classifier(config: TrainingConfig, solver: str, n_rows: int, nonzeros: int) -> Any:
+    """Build the logistic regression for the chosen solver, with the same regularisation either way."""
+    if solver == "sgd":
+        from sklearn.linear_model import SGDClassifier
+
+        return SGDClassifier(
+            loss="log_loss",
+            penalty="l2",
+            alpha=1.0 / (config.C * n_rows),
+            max_iter=sgd_epoch_limit(config, nonzeros),
+            tol=SGD_TOL,
+            class_weight=config.class_weight,
+            random_state=config.seed,
+        )
+    from sklearn.linear_model import LogisticRegression
+
     return LogisticRegression(
         C=config.C,
         class_weight=config.class_weight,
         max_iter=config.max_iter,
-        tol=config.tol,
+        tol=LBFGS_TOL,
         solver="lbfgs",
         random_state=config.seed,
     )
@@ -103,9 +149,11 @@ def train_model(
     sample_weight: Sequence[float] | np.ndarray | None = None,
 ) -> Any:
     """Fit a classifier on feature rows and their labels; ``sparse`` says the rows are raw hashed counts."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.feature_extraction.text import TfidfTransformer
     from sklearn.pipeline import Pipeline
 
+    solver = resolve_solver(config, sparse=sparse)
     rows = X.shape[0]
     if len(y) != rows:
         raise ValueError(ROWS_MISMATCH.format(rows=rows, labels=len(y)))
@@ -117,16 +165,41 @@ def train_model(
     if sample_weight is not None:
         weights = np.asarray(sample_weight, dtype=np.float64)
         if weights.shape != (rows,):
-            raise ValueError(WEIGHTS_MISMATCH.format(weights=weights.shape[0], rows=rows))
+            raise ValueError(WEIGHTS_MISMATCH.format(rows=rows))
 
-    if sparse:
-        model = Pipeline([("tfidf", TfidfTransformer(sublinear_tf=True)), ("classifier", _classifier(config))])
-        fit_params = {} if weights is None else {"classifier__sample_weight": weights}
-        model.fit(sp.csr_matrix(X), labels, **fit_params)
-    else:
-        model = _classifier(config)
-        model.fit(np.asarray(X, dtype=np.float32), labels, sample_weight=weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if sparse:
+            X = sp.csr_matrix(X)
+            classifier = _classifier(config, solver, rows, X.nnz)
+            model = Pipeline([("tfidf", TfidfTransformer(sublinear_tf=True)), ("classifier", classifier)])
+            fit_params = {} if weights is None else {"classifier__sample_weight": weights}
+            model.fit(X, labels, **fit_params)
+        else:
+            X = np.asarray(X, dtype=np.float32)
+            model = _classifier(config, solver, rows, X.size)
+            model.fit(X, labels, sample_weight=weights)
     return model
+
+
+def _final_step(model: Any) -> Any:
+    """Return the classifier at the end of a pipeline, or the model itself."""
+    return model.steps[-1][1] if hasattr(model, "steps") else model
+
+
+def describe_model(model: Any) -> dict[str, Any]:
+    """Summarise a fitted model as JSON values: solver, iterations against their limit, classes and input width."""
+    classifier = _final_step(model)
+    iterations = np.max(classifier.n_iter_)
+    return {
+        "estimator": type(classifier).__name__,
+        "solver": "lbfgs" if type(classifier).__name__ == "LogisticRegression" else "sgd",
+        "tfidf": hasattr(model, "steps"),
+        "iterations": int(iterations),
+        "iteration_limit": int(classifier.max_iter),
+        "classes": [str(label) for label in model.classes_],
+        "n_features": int(model.n_features_in_),
+    }
 
 
 def predict_proba(model: Any, X: sp.spmatrix | np.ndarray, labels: Sequence[str]) -> np.ndarray:
@@ -179,14 +252,14 @@ def save_artifact(model: Any, path: str | os.PathLike[str]) -> str:
 def load_artifact(path: str | os.PathLike[str], sha256: str) -> Any:
     """Load a model saved by ``save_artifact`` only if its bytes match ``sha256`` and hold only allowed types."""
     import skops.io
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
     from sklearn.pipeline import Pipeline
 
     try:
         data = Path(path).read_bytes()
     except OSError as error:
         raise ArtifactError(ARTIFACT_MISSING) from error
-    if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), sha256.lower()):
+    if not hmac.compare_digest(hashlib.sha256(data).hexdigest().encode(), sha256.lower().encode()):
         raise ArtifactError(ARTIFACT_CHECKSUM_MISMATCH)
     try:
         untrusted = skops.io.get_untrusted_types(data=data)
@@ -199,6 +272,7 @@ def load_artifact(path: str | os.PathLike[str], sha256: str) -> Any:
         model = skops.io.loads(data, trusted=untrusted)
     except Exception as error:
         raise ArtifactError(ARTIFACT_UNREADABLE) from error
-    if not isinstance(model, Pipeline | LogisticRegression):
+    classifier = _final_step(model) if isinstance(model, Pipeline) else model
+    if not isinstance(classifier, LogisticRegression | SGDClassifier):
         raise ArtifactError(ARTIFACT_WRONG_KIND)
     return model

@@ -34,7 +34,7 @@ from labeling.models import (
     Project,
 )
 from models_app.ml.timesplit import HUMAN, LLM, LabeledRow, Split, random_split, time_split
-from models_app.ml.training import TrainingConfig, evaluate_model, save_artifact, train_model
+from models_app.ml.training import TrainingConfig, describe_model, evaluate_model, save_artifact, train_model
 from models_app.models import ModelVersion, ModelVersionStatus, TrainingRun, TrainingTrigger
 from models_app.project_settings import learning_settings_get
 
@@ -178,7 +178,7 @@ def _train(run: TrainingRun, on_progress: ProgressCallback | None) -> ModelVersi
             featurizer=featurizer.name,
             feature_version=featurizer.version,
             algorithm=config.algorithm,
-            params={**config.to_dict(), "featurizer_params": featurizer.params()},
+            params={**config.to_dict(), "featurizer_params": featurizer.params(), "fit": describe_model(model)},
             seed=config.seed,
             training_counts={
                 "human": counts.get(HUMAN, 0),
@@ -188,6 +188,7 @@ def _train(run: TrainingRun, on_progress: ProgressCallback | None) -> ModelVersi
                 "dropped_duplicates": split.dropped_duplicates,
                 "dropped_future": split.dropped_future,
                 "undated": split.undated_in_train,
+                "merged_holdout_labels": split.merged_holdout_labels,
                 "majority_label": majority,
             },
             cutoff=split.cutoff,

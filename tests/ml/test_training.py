@@ -1,4 +1,4 @@
-"""Training: repeatable fits for sparse and dense rows, evaluation in label order, and artifacts that refuse tampering."""
+"""Training: repeatable fits for sparse and dense rows, evaluation in label order, artifacts that refuse tampering."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 import skops.io
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.pipeline import Pipeline
 
 from models_app.ml.featurizers import HashingFeaturizer
@@ -16,13 +16,18 @@ from models_app.ml.training import (
     ARTIFACT_MISSING,
     ARTIFACT_WRONG_KIND,
     ONE_CLASS,
+    SGD_MIN_EPOCHS,
     UNKNOWN_ALGORITHM,
+    UNKNOWN_SOLVER,
     ArtifactError,
     TrainingConfig,
+    describe_model,
     evaluate_model,
     load_artifact,
     predict_proba,
+    resolve_solver,
     save_artifact,
+    sgd_epoch_limit,
     train_model,
 )
 
@@ -69,6 +74,7 @@ def test_sparse_training_is_a_tfidf_pipeline_that_learns(sparse_data, fitted):
     assert isinstance(fitted, Pipeline)
     assert [name for name, _ in fitted.steps] == ["tfidf", "classifier"]
     assert fitted.named_steps["tfidf"].sublinear_tf
+    assert isinstance(fitted.named_steps["classifier"], SGDClassifier)
     assert sorted(fitted.classes_) == ["ham", "other", "spam"]
     assert report.labels == ["ham", "spam", "other"]
     assert report.size == 100
@@ -150,6 +156,53 @@ def test_bad_training_inputs_raise():
     with pytest.raises(ValueError) as error:
         train_model(X, ["spam", "ham", "ham"], sparse=True, config=TrainingConfig(algorithm="forest"))
     assert str(error.value) == UNKNOWN_ALGORITHM.format(name="forest")
+
+
+def test_solver_follows_the_row_shape_unless_forced(sparse_data):
+    X, y, X_test, y_test = sparse_data
+    assert resolve_solver(TrainingConfig(), sparse=True) == "sgd"
+    assert resolve_solver(TrainingConfig(), sparse=False) == "lbfgs"
+    assert resolve_solver(TrainingConfig(solver="lbfgs"), sparse=True) == "lbfgs"
+
+    exact = train_model(X, y, sparse=True, config=TrainingConfig(solver="lbfgs"))
+    dense_X, dense_y = dense_clusters(200, seed=5)
+    stochastic = train_model(dense_X, dense_y, sparse=False, config=TrainingConfig(solver="sgd"))
+
+    assert isinstance(exact.named_steps["classifier"], LogisticRegression)
+    assert evaluate_model(exact, X_test, y_test, ["ham", "spam", "other"], train_majority="ham").accuracy > 0.85
+    assert isinstance(stochastic, SGDClassifier)
+    with pytest.raises(ValueError) as error:
+        resolve_solver(TrainingConfig(solver="newton"), sparse=True)
+    assert str(error.value) == UNKNOWN_SOLVER.format(name="newton")
+
+
+def test_lbfgs_converges_before_its_limit_on_dense_rows():
+    X, y = dense_clusters(3000, seed=6)
+
+    summary = describe_model(train_model(X, y, sparse=False, config=TrainingConfig()))
+
+    assert summary["solver"] == "lbfgs"
+    assert not summary["tfidf"]
+    assert 0 < summary["iterations"] < summary["iteration_limit"] == 1000
+
+
+def test_describe_model_and_the_epoch_budget(fitted):
+    summary = describe_model(fitted)
+
+    assert summary == {
+        "estimator": "SGDClassifier",
+        "solver": "sgd",
+        "tfidf": True,
+        "iterations": summary["iterations"],
+        "iteration_limit": 1000,  # 500 short texts are far below the epoch budget, so max_iter is the limit
+        "classes": ["ham", "other", "spam"],
+        "n_features": FEATURIZER.dim,
+    }
+    assert 0 < summary["iterations"] <= summary["iteration_limit"]
+    assert sgd_epoch_limit(TrainingConfig(), 10**9) == SGD_MIN_EPOCHS
+    assert sgd_epoch_limit(TrainingConfig(), 31_000_000) == 7
+    assert sgd_epoch_limit(TrainingConfig(max_iter=3), 10) == 3
+    assert sgd_epoch_limit(TrainingConfig(), 1_000) == 1000
 
 
 def test_config_round_trips():

@@ -82,6 +82,7 @@ def test_a_run_trains_evaluates_on_the_newest_labels_and_records_a_version(proje
     assert set(version.metrics["per_class"]) == {"spam", "ham"}
     assert version.metrics["macro_f1"] > 0.9  # the two classes use different words
     assert version.random_split_metrics["split"]["holdout_size"] > 0
+    assert version.params["fit"]["classes"] == ["ham", "spam"] and version.params["fit"]["iterations"] > 0
     model = load_artifact(settings_artifact(version), version.artifact_sha256)
     assert list(model.classes_) == ["ham", "spam"]
 
