@@ -1037,24 +1037,10 @@ def markdown(report: dict[str, Any]) -> str:
 
 def write_markdown(section: str) -> None:
     """Replace only the queue section of bench/RESULTS.md, keeping the other benchmarks' sections."""
-    if RESULTS_MD.exists():
-        lines = RESULTS_MD.read_text().splitlines()
-    else:
-        lines = [
-            "# Benchmark results",
-            "",
-            "Written by the scripts in `bench/`; each one replaces only its own section.",
-            "",
-        ]
-    start = next((i for i, line in enumerate(lines) if line.startswith(SECTION_HEADING)), None)
-    if start is None:
-        while lines and not lines[-1].strip():
-            lines.pop()
-        lines = [*lines, "", *section.splitlines()]
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines = [*lines[:start], *section.splitlines(), *lines[end:]]
-    RESULTS_MD.write_text("\n".join(lines).rstrip() + "\n")
+    spec = importlib.util.spec_from_file_location("results_md", BENCH / "results_md.py")
+    results_md = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results_md)
+    results_md.write_section(SECTION_HEADING, section, RESULTS_MD)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,5 +23,6 @@ def write_section(heading: str, section: str, path: Path = RESULTS_MD) -> None:
         lines = [*lines, "", *section.splitlines()]
     else:
         end = next((index for index in range(start + 1, len(lines)) if lines[index].startswith("## ")), len(lines))
-        lines = [*lines[:start], *section.splitlines(), *lines[end:]]
+        following = ["", *lines[end:]] if end < len(lines) else []
+        lines = [*lines[:start], *section.rstrip().splitlines(), *following]
     path.write_text("\n".join(lines).rstrip() + "\n")
