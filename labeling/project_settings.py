@@ -53,6 +53,18 @@ def settings_section_get(project: Project, section: str, parse: Callable[[dict[s
         return parse(usable)
 
 
+def setting_number_parse(name: str, raw: Any, *, default: float, bounds: tuple[float, float]) -> Any:
+    """Return `raw` as the default's type (int or float) when it is a number within bounds; ValueError otherwise."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise ValueError(ERROR_SETTING_TYPE.format(name=name, expected="a number"))
+    if isinstance(default, int) and raw != int(raw):
+        raise ValueError(ERROR_SETTING_TYPE.format(name=name, expected="a whole number"))
+    low, high = bounds
+    if not low <= raw <= high:
+        raise ValueError(ERROR_SETTING_RANGE.format(name=name, low=low, high=high))
+    return type(default)(raw)
+
+
 def labeling_settings_get(project: Project) -> LabelingSettings:
     """Return the project's labeling settings; each missing or unusable stored value falls back to its default."""
     return settings_section_get(project, "labeling", labeling_settings_parse)
@@ -71,14 +83,7 @@ def labeling_settings_parse(data: dict[str, Any]) -> LabelingSettings:
                 raise ValueError(ERROR_SETTING_TYPE.format(name=name, expected="true or false"))
             values[name] = raw
             continue
-        if isinstance(raw, bool) or not isinstance(raw, int | float):
-            raise ValueError(ERROR_SETTING_TYPE.format(name=name, expected="a number"))
-        if isinstance(default, int) and raw != int(raw):
-            raise ValueError(ERROR_SETTING_TYPE.format(name=name, expected="a whole number"))
-        low, high = BOUNDS[name]
-        if not low <= raw <= high:
-            raise ValueError(ERROR_SETTING_RANGE.format(name=name, low=low, high=high))
-        values[name] = type(default)(raw)
+        values[name] = setting_number_parse(name, raw, default=default, bounds=BOUNDS[name])
     return LabelingSettings(**values)
 
 

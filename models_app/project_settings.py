@@ -6,12 +6,15 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from labeling.models import Project
-from labeling.project_settings import settings_section_get
+from labeling.project_settings import (  # the messages are shared with labeling settings
+    ERROR_SETTING_RANGE,
+    ERROR_SETTING_TYPE,
+    setting_number_parse,
+    settings_section_get,
+)
 
 from .models import FeaturizerName
 
-ERROR_SETTING_RANGE = "{name} must be between {low} and {high}."
-ERROR_SETTING_TYPE = "{name} must be {expected}."
 ERROR_SETTING_CHOICE = "{name} must be one of {choices}."
 
 
@@ -58,16 +61,20 @@ def learning_settings_parse(data: dict[str, Any]) -> LearningSettings:
                 raise ValueError(ERROR_SETTING_CHOICE.format(name=name, choices=", ".join(CHOICES[name])))
             values[name] = str(raw)
             continue
-        if isinstance(raw, bool) or not isinstance(raw, int | float):
-            raise ValueError(ERROR_SETTING_TYPE.format(name=name, expected="a number"))
-        if isinstance(default, int) and raw != int(raw):
-            raise ValueError(ERROR_SETTING_TYPE.format(name=name, expected="a whole number"))
-        low, high = BOUNDS[name]
-        if not low <= raw <= high:
-            raise ValueError(ERROR_SETTING_RANGE.format(name=name, low=low, high=high))
-        values[name] = type(default)(raw)
+        values[name] = setting_number_parse(name, raw, default=default, bounds=BOUNDS[name])
     return LearningSettings(**values)
 
 
 def learning_settings_as_dict(settings: LearningSettings) -> dict[str, Any]:
     return asdict(settings)
+
+
+__all__ = [
+    "ERROR_SETTING_CHOICE",
+    "ERROR_SETTING_RANGE",
+    "ERROR_SETTING_TYPE",
+    "LearningSettings",
+    "learning_settings_as_dict",
+    "learning_settings_get",
+    "learning_settings_parse",
+]

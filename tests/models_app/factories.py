@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import numpy as np
 
-from labeling.models import Example, Project
+from labeling.models import Annotation, AnnotationKind, AnnotationStatus, Example, Project
 from models_app.ml.featurizers import HashingFeaturizer
 
 
@@ -85,3 +86,37 @@ class CountingFeaturizer:
 def dense(matrix: Any) -> np.ndarray:
     """Return a dense ndarray of a sparse or dense matrix."""
     return matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
+
+
+SPAM = ["subscribe to my channel {n} free gift", "check out my music video {n} click here", "free money {n} visit"]
+HAM = ["this song reminds me of summer {n}", "love the chorus, watched {n} times", "great video, the drums at {n}"]
+
+
+def labeled_project(project, user, count=120, *, start=datetime(2024, 1, 1, tzinfo=UTC)):
+    """Add `count` examples a day apart, alternating spam and ham, each labeled by `user`."""
+    labels = {label.name: label for label in project.labels.all()}
+    examples = []
+    for number in range(count):
+        text = (SPAM if number % 2 else HAM)[number % 3].format(n=f"{start:%Y}-{number}")
+        examples.append(
+            Example(
+                project=project,
+                text=text,
+                observed_at=start + timedelta(days=number),
+                content_hash=hashlib.sha256(text.encode()).hexdigest(),
+            )
+        )
+    hashes = [example.content_hash for example in examples]
+    Example.objects.bulk_create(examples)
+    examples = list(Example.objects.filter(project=project, content_hash__in=hashes).order_by("observed_at"))
+    Annotation.objects.bulk_create(
+        Annotation(
+            example=example,
+            label=labels["spam" if index % 2 else "ham"],
+            author=user,
+            kind=AnnotationKind.HUMAN,
+            status=AnnotationStatus.SUBMITTED,
+        )
+        for index, example in enumerate(examples)
+    )
+    return examples

@@ -9,7 +9,7 @@ from labeling.models import JobState
 from models_app import services
 from models_app.models import TrainingRun
 
-from .test_training import labeled_project
+from .factories import labeled_project
 
 pytestmark = pytest.mark.django_db
 

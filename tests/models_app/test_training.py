@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,10 +14,9 @@ from models_app.ml.training import load_artifact
 from models_app.models import ModelVersion, ModelVersionStatus, TrainingRun, TrainingTrigger
 from models_app.services.training import ERROR_WORKER_LOST, MAX_ATTEMPTS
 
-pytestmark = pytest.mark.django_db
+from .factories import labeled_project
 
-SPAM = ["subscribe to my channel {n} free gift", "check out my music video {n} click here", "free money {n} visit"]
-HAM = ["this song reminds me of summer {n}", "love the chorus, watched {n} times", "great video, the drums at {n}"]
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
@@ -29,36 +27,6 @@ def _artifacts(settings, tmp_path):
 def _set(project, **values):
     project.settings = {**project.settings, "learning": {**project.settings.get("learning", {}), **values}}
     project.save(update_fields=["settings"])
-
-
-def labeled_project(project, user, count=120, *, start=datetime(2024, 1, 1, tzinfo=UTC)):
-    """Add `count` examples a day apart, alternating spam and ham, each labeled by `user`."""
-    labels = {label.name: label for label in project.labels.all()}
-    examples = []
-    for number in range(count):
-        text = (SPAM if number % 2 else HAM)[number % 3].format(n=f"{start:%Y}-{number}")
-        examples.append(
-            Example(
-                project=project,
-                text=text,
-                observed_at=start + timedelta(days=number),
-                content_hash=hashlib.sha256(text.encode()).hexdigest(),
-            )
-        )
-    hashes = [example.content_hash for example in examples]
-    Example.objects.bulk_create(examples)
-    examples = list(Example.objects.filter(project=project, content_hash__in=hashes).order_by("observed_at"))
-    Annotation.objects.bulk_create(
-        Annotation(
-            example=example,
-            label=labels["spam" if index % 2 else "ham"],
-            author=user,
-            kind=AnnotationKind.HUMAN,
-            status=AnnotationStatus.SUBMITTED,
-        )
-        for index, example in enumerate(examples)
-    )
-    return examples
 
 
 def _run(project, trigger=TrainingTrigger.BUTTON):
