@@ -12,7 +12,14 @@ from labeling.api import api_auth
 from labeling.api import router as labeling_router
 from labeling.api.projects import JobOut, import_job_detail
 from labeling.selectors import ProjectAccessDenied
-from models_app.api import TRAINING_JOB_PREFIX, TrainingJobOut, training_job_detail
+from models_app.api import (
+    QUEUE_JOB_PREFIX,
+    TRAINING_JOB_PREFIX,
+    QueueBuildJobOut,
+    TrainingJobOut,
+    queue_job_detail,
+    training_job_detail,
+)
 from models_app.api import router as models_router
 
 ERROR_UNAUTHENTICATED = "Authentication required: send `Authorization: Bearer <token>` or log in."
@@ -29,7 +36,9 @@ api.add_router("/", labeling_router)
 api.add_router("/", models_router)
 
 IMPORT_JOB_PREFIX = "import-"
-ERROR_BAD_JOB_ID = "No such job: job ids are numbers (imports) or train-<number> (training runs)."
+ERROR_BAD_JOB_ID = (
+    "No such job: job ids are numbers (imports), train-<number> (training runs) or queue-<number> (queue rebuilds)."
+)
 
 
 class JobErrorOut(Schema):
@@ -38,8 +47,9 @@ class JobErrorOut(Schema):
 
 @api.get(
     "/jobs/{job_id}",
-    response={200: JobOut | TrainingJobOut, 403: JobErrorOut, 404: JobErrorOut},
-    summary="Follow a job: an import (project admins) or a training run, id train-<n> (reviewers)",
+    response={200: JobOut | TrainingJobOut | QueueBuildJobOut, 403: JobErrorOut, 404: JobErrorOut},
+    summary="Follow a job: an import (project admins), a training run train-<n> or a queue rebuild queue-<n> "
+    "(reviewers)",
     tags=["jobs"],
 )
 def job_detail(request: HttpRequest, job_id: str) -> dict[str, Any]:
@@ -47,6 +57,8 @@ def job_detail(request: HttpRequest, job_id: str) -> dict[str, Any]:
     key = job_id.strip()
     if key.startswith(TRAINING_JOB_PREFIX) and key[len(TRAINING_JOB_PREFIX) :].isdigit():
         return training_job_detail(request, int(key[len(TRAINING_JOB_PREFIX) :]))
+    if key.startswith(QUEUE_JOB_PREFIX) and key[len(QUEUE_JOB_PREFIX) :].isdigit():
+        return queue_job_detail(request, int(key[len(QUEUE_JOB_PREFIX) :]))
     key = key.removeprefix(IMPORT_JOB_PREFIX)
     if key.isdigit():
         return import_job_detail(request, int(key))

@@ -7,8 +7,8 @@ rooms call in here lazily (inside functions), so importing `labeling` never impo
 from __future__ import annotations
 
 from labeling.models import ImportJob
-from models_app.models import FeatureJob
-from models_app.services import feature_job_request
+from models_app.models import FeatureJob, ModelVersion, QueueBuild, QueueBuildTrigger
+from models_app.services import feature_job_request, queue_build_request, ranking_model_get
 
 
 def import_succeeded(*, job: ImportJob) -> FeatureJob | None:
@@ -18,4 +18,13 @@ def import_succeeded(*, job: ImportJob) -> FeatureJob | None:
     """
     if not (job.result or {}).get("examples_created"):
         return None
-    return feature_job_request(project=job.project, user=job.created_by)
+    feature_job = feature_job_request(project=job.project, user=job.created_by)
+    if ranking_model_get(project=job.project) is None:
+        # Cold start: spread the first items over the data's groups (and the LLM's doubts) instead of pure chance.
+        queue_build_request(project=job.project, trigger=QueueBuildTrigger.IMPORT, user=job.created_by)
+    return feature_job
+
+
+def model_version_trained(*, version: ModelVersion) -> QueueBuild:
+    """Re-rank the queue with the new model, so the next labels go where it is unsure or wrong."""
+    return queue_build_request(project=version.project, trigger=QueueBuildTrigger.MODEL)

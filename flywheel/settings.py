@@ -208,6 +208,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "models_app.tasks.training_runs_sweep_task",
         "schedule": 60.0,
     },
+    "sweep-stuck-queue-builds": {
+        "task": "models_app.tasks.queue_builds_sweep_task",
+        "schedule": 60.0,
+    },
     "start-due-retraining": {
         "task": "models_app.tasks.training_triggers_check_task",
         "schedule": 60.0,

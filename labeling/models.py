@@ -256,6 +256,9 @@ class QueueItem(models.Model):
     model_version = models.PositiveIntegerField(
         null=True, blank=True, help_text="The number of the model version that ranked it; empty before any model."
     )
+    score = models.FloatField(
+        null=True, blank=True, help_text="The score its source gave it (0 to 1, higher is more useful to label)."
+    )
     suggested_label = models.ForeignKey(Label, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     suggested_confidence = models.FloatField(null=True, blank=True)
     suggestion_source = models.CharField(max_length=100, blank=True)

@@ -26,12 +26,15 @@ class LabelingSettings:
     gold_rate: float = 0.05
     # Show the model's or an LLM's suggestion on the annotate page (off by default: it anchors people).
     show_suggestions: bool = False
+    # A new annotator's first this-many items come from the curriculum: the easiest items first (0 turns it off).
+    curriculum_items: int = 0
 
 
 BOUNDS: dict[str, tuple[float, float]] = {
     "overlap": (1, 5),
     "lease_minutes": (1, 120),
     "gold_rate": (0.0, 0.5),
+    "curriculum_items": (0, 500),
 }
 
 

@@ -11,11 +11,12 @@ from ninja import Field, Router, Schema, Status
 from labeling import selectors as labeling_selectors
 from labeling.models import ProjectRole
 from models_app import services
-from models_app.models import ModelVersion, TrainingRun, TrainingTrigger
+from models_app.models import ModelVersion, QueueBuild, QueueBuildTrigger, TrainingRun, TrainingTrigger
 
 router = Router(tags=["models"])
 
 TRAINING_JOB_PREFIX = "train-"
+QUEUE_JOB_PREFIX = "queue-"
 ERROR_NO_RUN = "No such job."
 
 
@@ -43,6 +44,29 @@ class TrainingJobOut(Schema):
     attempts: int
     follow_up: bool
     model_version: int | None = Field(None, description="The number of the version this run produced.")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class QueueBuildJobOut(Schema):
+    id: str
+    kind: str = "queue"
+    project: str
+    state: str = Field(description="queued, running, succeeded or failed.")
+    progress: float
+    message: str
+    trigger: str
+    attempts: int
+    follow_up: bool
+    model_version: int | None = Field(None, description="The model version that ranked it; empty for a cold start.")
+    pool_size: int = Field(description="Ready examples the sources chose from.")
+    slice_size: int = Field(description="Items ranked to the front of the queue.")
+    composition: dict[str, Any] = Field(
+        description="Per source: proposed, slots, picked; dropped (contested, duplicates, near_duplicates); "
+        "ready_by_reason after the build."
+    )
+    timings: dict[str, float] = Field(description="Seconds per stage.")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -106,6 +130,71 @@ def training_job_detail(request: HttpRequest, run_id: int) -> dict[str, Any]:
         raise Http404(ERROR_NO_RUN)
     labeling_selectors.project_get_for_user(user=request.auth, slug=run.project.slug, minimum_role=ProjectRole.REVIEWER)
     return training_job_out(run)
+
+
+def queue_job_id(build: QueueBuild) -> str:
+    return f"{QUEUE_JOB_PREFIX}{build.pk}"
+
+
+def queue_job_out(build: QueueBuild) -> dict[str, Any]:
+    return {
+        "id": queue_job_id(build),
+        "project": build.project.slug,
+        "state": build.state,
+        "progress": build.progress,
+        "message": build.message,
+        "trigger": build.trigger,
+        "attempts": build.attempts,
+        "follow_up": build.follow_up,
+        "model_version": build.model_number,
+        "pool_size": build.pool_size,
+        "slice_size": build.slice_size,
+        "composition": build.composition,
+        "timings": build.timings,
+        "created_at": build.created_at,
+        "started_at": build.started_at,
+        "finished_at": build.finished_at,
+    }
+
+
+def queue_job_detail(request: HttpRequest, build_id: int) -> dict[str, Any]:
+    """Show a queue rebuild to the reviewers and admins of its project; 404 for anyone else."""
+    build = QueueBuild.objects.select_related("project").filter(pk=build_id).first()
+    if build is None:
+        raise Http404(ERROR_NO_RUN)
+    labeling_selectors.project_get_for_user(
+        user=request.auth, slug=build.project.slug, minimum_role=ProjectRole.REVIEWER
+    )
+    return queue_job_out(build)
+
+
+@router.post(
+    "/projects/{slug}/queue/rebuild",
+    response={202: RetrainOut, 403: ErrorOut, 404: ErrorOut},
+    summary="Re-rank the queue with the cascade in a worker (reviewers); one build at a time per project",
+)
+def queue_rebuild(request: HttpRequest, slug: str) -> Status[Any]:
+    """Queue a rebuild of the queue's front, or join the one already queued or running."""
+    project, _ = labeling_selectors.project_get_for_user(
+        user=request.auth, slug=slug, minimum_role=ProjectRole.REVIEWER
+    )
+    before = QueueBuild.objects.filter(project=project).order_by("-id").values_list("id", flat=True).first()
+    build = services.queue_build_request(project=project, trigger=QueueBuildTrigger.API, user=request.auth)
+    coalesced = before is not None and build.pk == before
+    return Status(202, {"job_id": queue_job_id(build), "state": build.state, "coalesced": coalesced})
+
+
+@router.get(
+    "/projects/{slug}/queue/builds",
+    response={200: list[QueueBuildJobOut], 403: ErrorOut, 404: ErrorOut},
+    summary="The project's queue rebuilds, newest first, with each one's composition by source (reviewers)",
+)
+def queue_build_list(request: HttpRequest, slug: str, limit: int = 20) -> list[dict[str, Any]]:
+    project, _ = labeling_selectors.project_get_for_user(
+        user=request.auth, slug=slug, minimum_role=ProjectRole.REVIEWER
+    )
+    builds = QueueBuild.objects.filter(project=project).select_related("project").order_by("-id")
+    return [queue_job_out(build) for build in builds[: max(1, min(limit, 200))]]
 
 
 @router.post(

@@ -223,3 +223,67 @@ class TrainingRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in (JobState.SUCCEEDED, JobState.FAILED)
+
+
+class QueueBuildTrigger(models.TextChoices):
+    MODEL = "model", "New model version"
+    IMPORT = "import", "Examples imported"
+    BUTTON = "button", "Rebuild button"
+    API = "api", "API"
+    SETTINGS = "settings", "Queue settings changed"
+
+
+class QueueBuild(models.Model):
+    """One rebuild of a project's queue slice by the cascade: which model ranked it and what each source got.
+
+    Single-flight like training: at most one queued or running build per project; a request arriving while one
+    runs asks for one more build after it.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="queue_builds")
+    trigger = models.CharField(max_length=16, choices=QueueBuildTrigger.choices)
+    requested_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    model_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    model_number = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The model version that ranked this build; empty for a cold start."
+    )
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.QUEUED)
+    progress = models.FloatField(default=0.0)
+    message = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    follow_up = models.BooleanField(default=False, help_text="A request arrived while this build ran: run once more.")
+    pool_size = models.PositiveIntegerField(default=0, help_text="Ready examples the sources could choose from.")
+    slice_size = models.PositiveIntegerField(default=0, help_text="Items the build ranked to the front of the queue.")
+    composition = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Per source: candidates proposed, slots, items picked; and what was dropped.",
+    )
+    timings = models.JSONField(default=dict, blank=True, help_text="Seconds per stage.")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=Q(state__in=["queued", "running"]),
+                name="queue_build_one_active_per_project",
+            ),
+            models.CheckConstraint(condition=Q(progress__gte=0.0, progress__lte=1.0), name="queue_build_progress_unit"),
+            models.CheckConstraint(condition=Q(state__in=JobState.values), name="queue_build_state_valid"),
+            models.CheckConstraint(condition=Q(trigger__in=QueueBuildTrigger.values), name="queue_build_trigger_valid"),
+        ]
+        indexes = [models.Index(fields=["state", "heartbeat_at"], name="queue_build_state_heartbeat")]
+
+    def __str__(self) -> str:
+        return f"queue build {self.pk} ({self.state})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in (JobState.SUCCEEDED, JobState.FAILED)

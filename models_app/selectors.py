@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import Count, QuerySet
 
 from labeling.models import Project
-from models_app.models import FeatureJob, FeatureSet, ModelVersion, TrainingRun
+from models_app.models import FeatureJob, FeatureSet, ModelVersion, QueueBuild, TrainingRun
 
 
 def feature_set_list(*, project: Project) -> QuerySet[FeatureSet]:
@@ -50,3 +50,12 @@ def training_run_latest(*, project: Project) -> TrainingRun | None:
         .order_by("-id")
         .first()
     )
+
+
+def queue_build_list(*, project: Project, limit: int = 20) -> list[QueueBuild]:
+    """The project's newest queue builds, newest first."""
+    return list(QueueBuild.objects.filter(project=project).select_related("requested_by").order_by("-id")[:limit])
+
+
+def queue_build_get(*, project: Project, build_id: int) -> QueueBuild | None:
+    return QueueBuild.objects.select_related("requested_by").filter(project=project, pk=build_id).first()

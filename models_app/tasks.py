@@ -35,3 +35,15 @@ def training_runs_sweep_task() -> int:
 def training_triggers_check_task() -> int:
     """Start retraining where enough new human labels arrived or the schedule is due."""
     return len(services.training_triggers_check())
+
+
+@shared_task(acks_late=True)
+def queue_build_execute_task(build_id: int) -> None:
+    """Rebuild one project's queue slice; a build already claimed or finished is left alone."""
+    services.queue_build_execute(build_id=build_id)
+
+
+@shared_task
+def queue_builds_sweep_task() -> int:
+    """Requeue queue builds whose worker died mid-build."""
+    return services.queue_builds_sweep()

@@ -13,4 +13,8 @@ urlpatterns = [
     path("p/<slug:slug>/models/retrain/", views.model_retrain, name="model_retrain"),
     path("p/<slug:slug>/models/<int:number>/", views.model_detail, name="model_detail"),
     path("p/<slug:slug>/models/runs/<int:run_id>/", views.training_run, name="training_run"),
+    path("p/<slug:slug>/queue/ranking/", views.queue_ranking, name="queue_ranking"),
+    path("p/<slug:slug>/queue/ranking/rebuild/", views.queue_rebuild, name="queue_rebuild"),
+    path("p/<slug:slug>/queue/ranking/settings/", views.queue_settings_save, name="queue_settings"),
+    path("p/<slug:slug>/queue/ranking/builds/<int:build_id>/", views.queue_build, name="queue_build"),
 ]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -17,8 +19,13 @@ from django_htmx.http import HTMX_STOP_POLLING, trigger_client_event
 from labeling.models import JobState, Project, ProjectRole
 from labeling.views.common import page_context, project_view
 from models_app import selectors, services
-from models_app.models import ModelVersion, TrainingRun, TrainingTrigger
-from models_app.project_settings import learning_settings_get
+from models_app.ml.cascade import SOURCES
+from models_app.models import ModelVersion, QueueBuild, QueueBuildTrigger, TrainingRun, TrainingTrigger
+from models_app.project_settings import (
+    learning_settings_get,
+    queue_settings_get,
+    queue_settings_parse,
+)
 
 PAGE_SIZE = 50
 SHA256_SHOWN = 12
@@ -27,6 +34,29 @@ RUN_FINISHED_EVENT = "training-run-finished"
 
 ERROR_NO_VERSION = "This project has no model version {number}."
 ERROR_NO_RUN = "This project has no training run {run_id}."
+ERROR_NO_BUILD = "This project has no queue build {build_id}."
+MESSAGE_BUILD_QUEUED = "A rebuild of the queue is queued; its progress shows below."
+MESSAGE_BUILD_JOINED = "A rebuild was already queued or running; it was joined."
+MESSAGE_QUEUE_SETTINGS_SAVED = "Queue settings saved; the queue is being rebuilt with them."
+# Sent with the poll's final answer, so the ranking page reloads its tables when a build ends.
+BUILD_FINISHED_EVENT = "queue-build-finished"
+SOURCE_NAMES = {
+    "uncertain": "Uncertain",
+    "hard_negative": "Hard negatives",
+    "label_error": "Possible label errors",
+    "llm_disagrees": "LLM disagrees",
+    "feedback": "Feedback",
+    "exploration": "Exploration",
+}
+SOURCE_HELP = {
+    "uncertain": "Where the model's probabilities are closest to a tie (or, before any model, where the LLM was "
+    "least sure).",
+    "hard_negative": "Unlabeled examples most like the labeled ones the model gets wrong out of fold.",
+    "label_error": "Labels the model finds implausible (confident learning), sent to a second annotator.",
+    "llm_disagrees": "Examples where an LLM's label and the model's prediction differ.",
+    "feedback": "Production predictions the model was unsure about, sent back as examples.",
+    "exploration": "Random picks, stratified by a metadata field when there is one, so the model sees the real mix.",
+}
 MESSAGE_RUN_QUEUED = "Retraining is queued; its progress shows below."
 MESSAGE_RUN_WAITING = "A run was already waiting for a worker; it will train on the newest labels."
 MESSAGE_RUN_FOLLOW_UP = "A run is training now; one more run will follow it with the labels that arrived since."
@@ -164,3 +194,144 @@ def _confusion_rows(labels: list[str], confusion: list[list[int]]) -> list[dict[
         ]
         rows.append({"label": label, "total": total, "cells": cells})
     return rows
+
+
+@require_GET
+@project_view(ProjectRole.REVIEWER)
+def queue_ranking(request: HttpRequest, *, project: Project, role: str) -> HttpResponse:
+    """Show how the queue's front is ranked: the latest build by source, its history across model versions.
+
+    htmx gets only the tables (their reload when a polled build ends).
+    """
+    builds = selectors.queue_build_list(project=project)
+    context = page_context(request, project, role, **_ranking_context(project, builds))
+    if request.htmx:
+        return render(request, "models_app/queue_ranking.html#tables", context)
+    return render(request, "models_app/queue_ranking.html", context)
+
+
+@require_POST
+@project_view(ProjectRole.REVIEWER)
+def queue_rebuild(request: HttpRequest, *, project: Project, role: str) -> HttpResponse:
+    """Ask for a rebuild of the queue's front; one already queued or running is joined (single-flight)."""
+    before = QueueBuild.objects.filter(project=project).order_by("-id").values_list("id", flat=True).first()
+    build = services.queue_build_request(project=project, trigger=QueueBuildTrigger.BUTTON, user=request.user)
+    notice = MESSAGE_BUILD_JOINED if build.pk == before else MESSAGE_BUILD_QUEUED
+    if request.htmx:
+        context = page_context(request, project, role, notice=notice, **_build_context(build))
+        return render(request, "models_app/queue_ranking.html#build_slot", context)
+    messages.success(request, notice)
+    return HttpResponseRedirect(reverse("models_app:queue_ranking", kwargs={"slug": project.slug}), status=303)
+
+
+@require_POST
+@project_view(ProjectRole.ADMIN)
+def queue_settings_save(request: HttpRequest, *, project: Project, role: str) -> HttpResponse:
+    """Save the queue settings from the ranking page's form (admins), then rebuild the queue with them."""
+    current = queue_settings_get(project)
+    data: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, default in asdict(current).items():
+        raw = request.POST.get(name)
+        if raw is None:
+            continue
+        raw = raw.strip()
+        if isinstance(default, str):
+            data[name] = raw
+            continue
+        try:
+            data[name] = int(raw) if isinstance(default, int) else float(raw)
+        except ValueError:
+            errors[name] = f"{name} must be a number."
+    if not errors:
+        try:
+            settings = queue_settings_parse({**asdict(current), **data})
+        except ValueError as exc:
+            message = str(exc)
+            errors[next((name for name in data if message.startswith(f"{name} ")), "__all__")] = message
+    if errors:
+        builds = selectors.queue_build_list(project=project)
+        context = page_context(
+            request, project, role, form_errors=errors, form_values=data, **_ranking_context(project, builds)
+        )
+        return render(request, "models_app/queue_ranking.html", context, status=400)
+    with transaction.atomic():
+        locked = Project.objects.select_for_update().get(pk=project.pk)
+        locked.settings = {**(locked.settings or {}), "queue": asdict(settings)}
+        locked.save(update_fields=["settings"])
+        services.queue_build_request(project=locked, trigger=QueueBuildTrigger.SETTINGS, user=request.user)
+    messages.success(request, MESSAGE_QUEUE_SETTINGS_SAVED)
+    return HttpResponseRedirect(reverse("models_app:queue_ranking", kwargs={"slug": project.slug}), status=303)
+
+
+@require_GET
+@project_view(ProjectRole.REVIEWER)
+def queue_build(request: HttpRequest, *, project: Project, role: str, build_id: int) -> HttpResponse:
+    """Follow one build; the htmx poll gets the partial, then 286 and a reload event once it ended."""
+    build = selectors.queue_build_get(project=project, build_id=build_id)
+    if build is None:
+        raise Http404(ERROR_NO_BUILD.format(build_id=build_id))
+    context = page_context(request, project, role, **_build_context(build))
+    if not request.htmx:
+        return HttpResponseRedirect(reverse("models_app:queue_ranking", kwargs={"slug": project.slug}))
+    if not build.is_finished:
+        return render(request, "models_app/queue_ranking.html#build", context)
+    response = render(request, "models_app/queue_ranking.html#build", context, status=HTMX_STOP_POLLING)
+    return trigger_client_event(response, BUILD_FINISHED_EVENT)
+
+
+def _build_context(build: QueueBuild | None) -> dict[str, Any]:
+    return {"build": build, "build_percent": round(build.progress * 100) if build is not None else 0}
+
+
+def _ranking_context(project: Project, builds: list[QueueBuild]) -> dict[str, Any]:
+    """Arrange the builds for the page: the latest one by source, and one row per finished build."""
+    settings = queue_settings_get(project)
+    latest = next((build for build in builds if build.state == JobState.SUCCEEDED), None)
+    quotas = settings.quotas()
+    composition = (latest.composition or {}) if latest is not None else {}
+    source_rows = [
+        {
+            "name": name,
+            "title": SOURCE_NAMES[name],
+            "help": SOURCE_HELP[name],
+            "quota_percent": round(quotas.get(name, 0.0) * 100),
+            "proposed": (composition.get("proposed") or {}).get(name, 0),
+            "slots": (composition.get("slots") or {}).get(name, 0),
+            "picked": (composition.get("picked") or {}).get(name, 0),
+        }
+        for name in SOURCES
+    ]
+    slice_size = max(latest.slice_size, 1) if latest is not None else 1
+    for row in source_rows:
+        row["picked_percent"] = round(100 * row["picked"] / slice_size)
+    history = []
+    for build in builds:
+        if build.state != JobState.SUCCEEDED:
+            continue
+        picked = (build.composition or {}).get("picked") or {}
+        size = max(build.slice_size, 1)
+        history.append(
+            {
+                "build": build,
+                "cells": [
+                    {"name": name, "count": picked.get(name, 0), "percent": round(100 * picked.get(name, 0) / size)}
+                    for name in SOURCES
+                ],
+                "seconds": round(sum((build.timings or {}).values()), 2),
+            }
+        )
+    ready = sorted(((composition.get("ready_by_reason") or {}).items()), key=lambda item: -item[1])
+    return {
+        "queue_settings": settings,
+        "quota_fields": [(f"quota_{name}", SOURCE_NAMES[name], getattr(settings, f"quota_{name}")) for name in SOURCES],
+        "latest": latest,
+        "source_rows": source_rows,
+        "dropped": composition.get("dropped") or {},
+        "history": history,
+        "sources": [SOURCE_NAMES[name] for name in SOURCES],
+        "source_keys": list(SOURCES),
+        "ready_by_reason": ready,
+        "uncertainty_choices": ("entropy", "margin", "least_confidence"),
+        **_build_context(builds[0] if builds else None),
+    }

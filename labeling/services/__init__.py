@@ -41,6 +41,7 @@ from .queue import (
     queue_release,
     queue_remove_example,
 )
+from .queue_slice import SliceItem, SliceResult, queue_slice_replace
 
 __all__ = [
     "AnnotationError",
@@ -53,6 +54,9 @@ __all__ = [
     "gold_set",
     "gold_unset",
     "label_resolve",
+    "SliceItem",
+    "SliceResult",
+    "queue_slice_replace",
     "queue_claim_next",
     "queue_fill",
     "queue_lease_extend",

@@ -58,16 +58,20 @@ def _live_status_sql() -> str:
     return ", ".join(f"'{status}'" for status in LIVE_STATUSES)
 
 
-def _claim_sql(*, skipped: bool) -> str:
+def _claim_sql(*, skipped: bool, curriculum: bool = False, wait: bool = False) -> str:
     """Return the claim statement: lease the best ready row this user may take, in one UPDATE.
 
     Pass one skips examples the user skipped; pass two, used only when pass one finds nothing, serves the
-    skipped ones, oldest skip first, so a skipped item comes back to its annotator last.
+    skipped ones, oldest skip first, so a skipped item comes back to its annotator last. `curriculum` limits
+    pass one to curriculum items, easiest (highest score) first, for an annotator's first labels. `wait` locks
+    without skipping: the last resort when every ready row was locked, as during a queue rebuild's commit.
     """
     queue = QueueItem._meta.db_table
     annotation = Annotation._meta.db_table
     skip = QueueSkip._meta.db_table
-    lock = "FOR UPDATE OF q SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    lock = ""
+    if connection.features.has_select_for_update_skip_locked:
+        lock = "FOR UPDATE OF q" if wait else "FOR UPDATE OF q SKIP LOCKED"
     # `OFFSET 0` keeps each NOT EXISTS a per-candidate probe of an (example, user) index on PostgreSQL. Without
     # it the planner may choose an anti-join that reads all of this user's queue rows and labels on every claim
     # (seen after a bulk queue_fill, while statistics predate the user's work), so a claim would cost more the
@@ -84,6 +88,9 @@ def _claim_sql(*, skipped: bool) -> str:
             f"AND NOT EXISTS (SELECT 1 FROM {skip} s WHERE s.example_id = q.example_id AND s.user_id = %(user)s"
             f" {fence})"
         )
+        if curriculum:
+            skip_filter += f" AND q.reason_code = '{QueueReason.CURRICULUM}'"
+            order = "q.score DESC, q.id"
     return f"""
         UPDATE {queue}
            SET state = 'leased', lease_owner_id = %(user)s, lease_id = %(lease)s,
@@ -175,13 +182,31 @@ def _claim_once(*, project: Project, user: Any, now: datetime, settings: Labelin
         if gold is not None:
             return Claim(item=gold, resumed=False)
     params = {**_lease_params(user=user, now=now, settings=settings), "project": project.pk}
+    passes = [_claim_sql(skipped=False), _claim_sql(skipped=True)]
+    if settings.curriculum_items and _labels_by_user(project=project, user=user, limit=settings.curriculum_items) < (
+        settings.curriculum_items
+    ):
+        passes.insert(0, _claim_sql(skipped=False, curriculum=True))
+    if connection.features.has_select_for_update_skip_locked:
+        passes.append(_claim_sql(skipped=False, wait=True))
     with rows.cursor() as cursor:
-        for skipped in (False, True):
-            cursor.execute(_claim_sql(skipped=skipped), params)
+        for sql in passes:
+            cursor.execute(sql, params)
             row = cursor.fetchone()
             if row is not None:
                 return Claim(item=_item_with_example(row[0]), resumed=False)
     return None
+
+
+def _labels_by_user(*, project: Project, user: Any, limit: int) -> int:
+    """Count the user's own labels in the project, stopping at `limit` (all the curriculum needs to know)."""
+    sql = f"""
+        SELECT COUNT(*) FROM (
+            SELECT 1 FROM {Annotation._meta.db_table} a JOIN {Example._meta.db_table} e ON e.id = a.example_id
+             WHERE a.author_id = %s AND e.project_id = %s AND a.kind = %s LIMIT %s) t"""
+    with rows.cursor() as cursor:
+        cursor.execute(sql, [user.pk, project.pk, AnnotationKind.HUMAN, limit])
+        return int(cursor.fetchone()[0])
 
 
 def _item_with_example(item_id: int) -> QueueItem:
@@ -390,7 +415,7 @@ def _slots_sync(*, project: Project, overlap: int) -> int:
     queue = QueueItem._meta.db_table
     removed, _ = (
         QueueItem.objects.filter(project_id=project.pk, state=QueueState.READY, slot__gte=overlap)
-        .exclude(reason_code=QueueReason.GOLD)
+        .exclude(reason_code__in=(QueueReason.GOLD, QueueReason.LABEL_ERROR))
         .delete()
     )
     added = 0
@@ -403,7 +428,7 @@ def _slots_sync(*, project: Project, overlap: int) -> int:
                 SELECT q.project_id, q.example_id, %(slot)s, q.priority, q.reason_code, q.reason, q.model_version,
                        q.suggested_label_id, q.suggested_confidence, q.suggestion_source, 'ready', %(now)s
                   FROM {queue} q
-                 WHERE q.project_id = %(project)s AND q.slot = 0 AND q.reason_code <> 'gold'
+                 WHERE q.project_id = %(project)s AND q.slot = 0 AND q.reason_code NOT IN ('gold', 'label_error')
                    AND NOT EXISTS (SELECT 1 FROM {queue} o WHERE o.example_id = q.example_id AND o.slot = %(slot)s)
                 ON CONFLICT DO NOTHING""",
                 {"slot": slot, "now": _db_time(timezone.now()), "project": project.pk},

@@ -275,6 +275,9 @@ class ProjectSettingsForm(forms.Form):
         decimal_places=1,
     )
     show_suggestions = forms.BooleanField(required=False)
+    curriculum_items = forms.IntegerField(
+        required=False, min_value=BOUNDS["curriculum_items"][0], max_value=BOUNDS["curriculum_items"][1]
+    )
 
     def __init__(self, *args: Any, labels: list[Label], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -303,6 +306,8 @@ class ProjectSettingsForm(forms.Form):
             "lease_minutes": data["lease_minutes"],
             "gold_rate": round(float(data["gold_rate_percent"]) / 100, 4),
             "show_suggestions": data["show_suggestions"],
+            # Left out when the field was not sent, so the saved value stays.
+            **({"curriculum_items": data["curriculum_items"]} if data.get("curriculum_items") is not None else {}),
         }
 
     def shortcuts(self) -> dict[int, str]:
@@ -327,6 +332,7 @@ def project_settings(request: HttpRequest, *, project: Project, role: str) -> Ht
             "lease_minutes": current.lease_minutes,
             "gold_rate_percent": _percent(current.gold_rate),
             "show_suggestions": current.show_suggestions,
+            "curriculum_items": current.curriculum_items,
             **{f"{SHORTCUT_PREFIX}{label.pk}": label.shortcut for label in labels},
         }
         form = ProjectSettingsForm(initial=initial, labels=labels)

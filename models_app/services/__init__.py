@@ -1,4 +1,4 @@
-"""Writes for the models room: the feature store, its featurizing jobs, and retraining."""
+"""Writes for the models room: the feature store, its featurizing jobs, retraining, and ranking the queue."""
 
 from .feature_jobs import (
     feature_job_claim,
@@ -19,6 +19,15 @@ from .features import (
     features_verify,
     featurizer_build,
 )
+from .queue_builds import (
+    queue_build_claim,
+    queue_build_enqueue,
+    queue_build_execute,
+    queue_build_request,
+    queue_builds_sweep,
+    ready_by_reason,
+)
+from .queue_plan import queue_plan, ranking_model_get
 from .training import (
     human_label_count,
     training_rows,
@@ -31,6 +40,14 @@ from .training import (
 )
 
 __all__ = [
+    "queue_build_claim",
+    "queue_build_enqueue",
+    "queue_build_execute",
+    "queue_build_request",
+    "queue_builds_sweep",
+    "queue_plan",
+    "ranking_model_get",
+    "ready_by_reason",
     "human_label_count",
     "training_rows",
     "training_run_claim",

@@ -330,6 +330,10 @@ def _finish(run: TrainingRun, *, state: str, message: str, version: ModelVersion
         if follow_up:
             # This run no longer counts as active, so the request below makes a new queued run.
             training_run_request(project=run.project, trigger=run.trigger, user=run.requested_by)
+        if version is not None:
+            from flywheel.loop import model_version_trained
+
+            model_version_trained(version=version)
     run.refresh_from_db()
 
 

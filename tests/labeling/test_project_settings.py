@@ -81,6 +81,7 @@ def test_saving_writes_the_settings_and_shortcuts(client_for, users, project):
         "lease_minutes": 15,
         "gold_rate": 0.1,
         "show_suggestions": True,
+        "curriculum_items": 0,
     }
     assert project.settings["other_app"] == {"keep": True}
     assert labeling_settings_get(project) == LabelingSettings(2, 15, 0.1, True)
@@ -257,3 +258,16 @@ def test_one_unusable_stored_value_falls_back_alone(project):
     assert labeling_settings_get(project) == LabelingSettings(overlap=3, show_suggestions=True)
     project.settings = {"labeling": ["not", "a", "dict"]}
     assert labeling_settings_get(project) == LabelingSettings()
+
+
+def test_the_curriculum_length_is_saved_and_bounded(client_for, users, project):
+    client = client_for(users["admin"])
+    assert _post(client, project, curriculum_items="20").status_code == 303
+    project.refresh_from_db()
+    assert project.settings["labeling"]["curriculum_items"] == 20
+    # Not sent (an older form): the saved value stays.
+    assert _post(client, project).status_code == 303
+    project.refresh_from_db()
+    assert project.settings["labeling"]["curriculum_items"] == 20
+    response = _post(client, project, curriculum_items="501")
+    assert response.status_code == 400 and "less than or equal to 500" in response.content.decode()

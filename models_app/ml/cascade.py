@@ -1,0 +1,238 @@
+"""Blend the candidate sources into one queue slice: rank, filter, and share the slots out by quota.
+
+The queue is built like a recommender cascade. Sources (``candidates.py``) propose rows with scores; here:
+
+1. **Ranking**: every proposal gets one priority, ``score × weight`` of its source. An example proposed by several
+   sources goes to the one with a quota that ranks it highest.
+2. **Filtering**: excluded ids (already labeled, leased, gold) are dropped, then exact duplicates (same text key)
+   and near duplicates (cosine ≥ ``near_duplicate``) of an item already in the slice.
+3. **Blending**: each source gets ``quota × size`` slots; a source with too few candidates gives its spare slots
+   to the others in proportion to their quotas, so no source starves the rest and none is left unused. The
+   sources are interleaved in proportion to their shares, so the first items an annotator sees are already
+   mixed, and each item's queue priority follows that order.
+
+Pure: ids in, picks out. ``models_app.services.queue_plan`` loads the inputs; ``queue_builds`` writes the picks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from models_app.ml.candidates import NEAR_DUPLICATE_SIMILARITY, Candidates, duplicate_groups
+
+SOURCES = ("uncertain", "hard_negative", "label_error", "llm_disagrees", "feedback", "exploration")
+DEFAULT_QUOTAS: dict[str, float] = {
+    "uncertain": 0.5,
+    "hard_negative": 0.15,
+    "label_error": 0.05,
+    "llm_disagrees": 0.1,
+    "feedback": 0.1,
+    "exploration": 0.1,
+}
+DEFAULT_WEIGHTS: dict[str, float] = dict.fromkeys(SOURCES, 1.0)
+UNKNOWN_SOURCE = "Unknown queue source {name!r}: choose from " + ", ".join(SOURCES) + "."
+QUOTAS_EMPTY = "At least one source needs a quota above 0."
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One item of the slice: the example id, the source that won it, its scores and reason, and its order."""
+
+    example_id: int
+    source: str
+    score: float
+    rank_score: float
+    reason: str
+    position: int
+
+
+@dataclass(frozen=True)
+class Blend:
+    """The slice, best first, with what each stage did (for the queue page and the benchmark)."""
+
+    picks: tuple[Pick, ...]
+    proposed: dict[str, int] = field(default_factory=dict)
+    picked: dict[str, int] = field(default_factory=dict)
+    slots: dict[str, int] = field(default_factory=dict)
+    dropped_excluded: int = 0
+    dropped_contested: int = 0
+    dropped_duplicates: int = 0
+    dropped_near_duplicates: int = 0
+
+    def ids(self) -> list[int]:
+        return [pick.example_id for pick in self.picks]
+
+
+def check_sources(values: Mapping[str, float]) -> None:
+    unknown = sorted(set(values) - set(SOURCES))
+    if unknown:
+        raise ValueError(UNKNOWN_SOURCE.format(name=unknown[0]))
+
+
+def allocate(quotas: Mapping[str, float], available: Mapping[str, int], size: int) -> dict[str, int]:
+    """Share ``size`` slots by quota (largest remainders), then move spare slots to sources that have more.
+
+    A source never gets more slots than it has candidates; when every source is exhausted the total is below size.
+    """
+    check_sources(quotas)
+    active = {name: float(share) for name, share in quotas.items() if share > 0}
+    if not active:
+        raise ValueError(QUOTAS_EMPTY)
+    slots = dict.fromkeys(active, 0)
+    remaining = size
+    open_sources = {name for name in active if available.get(name, 0) > 0}
+    while remaining > 0 and open_sources:
+        total = sum(active[name] for name in open_sources)
+        exact = {name: remaining * active[name] / total for name in open_sources}
+        grant = {name: int(exact[name]) for name in open_sources}
+        leftover = remaining - sum(grant.values())
+        for name in sorted(open_sources, key=lambda n: (exact[n] - grant[n], active[n], n), reverse=True)[:leftover]:
+            grant[name] += 1
+        given = 0
+        for name in open_sources:
+            room = available.get(name, 0) - slots[name]
+            take = min(grant[name], room)
+            slots[name] += take
+            given += take
+        remaining -= given
+        open_sources = {name for name in open_sources if slots[name] < available.get(name, 0)}
+        if given == 0:
+            break
+    return slots
+
+
+def _interleave(chosen: dict[str, list[tuple[int, float, float, str]]]) -> list[tuple[str, int, float, float, str]]:
+    """Merge the per-source lists so each source appears in proportion to its share, best items first."""
+    keyed = []
+    for name, items in chosen.items():
+        for rank, (example_id, score, rank_score, reason) in enumerate(items):
+            keyed.append(((rank + 0.5) / len(items), -rank_score, name, example_id, score, rank_score, reason))
+    keyed.sort(key=lambda entry: entry[:4])
+    return [
+        (name, example_id, score, rank_score, reason) for _, _, name, example_id, score, rank_score, reason in keyed
+    ]
+
+
+def blend(
+    sources: Sequence[Candidates],
+    *,
+    size: int,
+    quotas: Mapping[str, float] | None = None,
+    weights: Mapping[str, float] | None = None,
+    exclude: set[int] | frozenset[int] = frozenset(),
+    text_keys: Mapping[int, str] | None = None,
+    vectors: Callable[[np.ndarray], np.ndarray | sp.spmatrix] | None = None,
+    near_duplicate: float = NEAR_DUPLICATE_SIMILARITY,
+) -> Blend:
+    """Build a slice of at most ``size`` items from the sources' candidates (their ``index`` holds example ids).
+
+    ``vectors(ids)`` returns feature rows for near-duplicate filtering; without it only exact duplicates (equal
+    ``text_keys``) are dropped.
+    """
+    quotas = dict(DEFAULT_QUOTAS if quotas is None else quotas)
+    weights = {**DEFAULT_WEIGHTS, **(weights or {})}
+    check_sources(quotas)
+    check_sources(weights)
+    text_keys = text_keys or {}
+
+    # Ranking: one priority per proposal; an id proposed by several sources goes to its best. A source without a
+    # quota can never be picked, so it claims nothing.
+    active = {name for name, share in quotas.items() if share > 0}
+    best: dict[int, tuple[float, str]] = {}
+    proposed: dict[str, int] = {}
+    excluded_count = 0
+    for candidates in sources:
+        weight = weights.get(candidates.source, 1.0)
+        proposed[candidates.source] = proposed.get(candidates.source, 0) + len(candidates)
+        if candidates.source not in active:
+            continue
+        for example_id, score in zip(candidates.index.tolist(), candidates.score.tolist(), strict=True):
+            if example_id in exclude:
+                excluded_count += 1
+                continue
+            rank_score = score * weight
+            held = best.get(example_id)
+            if held is None or rank_score > held[0]:
+                best[example_id] = (rank_score, candidates.source)
+    lists: dict[str, list[tuple[int, float, float, str]]] = {}
+    taken: set[int] = set()
+    contested = 0
+    for candidates in sources:
+        if candidates.source not in active:
+            continue
+        weight = weights.get(candidates.source, 1.0)
+        keep = lists.setdefault(candidates.source, [])
+        for example_id, score, reason in zip(
+            candidates.index.tolist(), candidates.score.tolist(), candidates.reason, strict=True
+        ):
+            owner = best.get(example_id)
+            if owner is None:
+                continue
+            if owner[1] != candidates.source or example_id in taken or score * weight < owner[0]:
+                contested += 1
+                continue
+            taken.add(example_id)
+            keep.append((example_id, score, score * weight, reason))
+        keep.sort(key=lambda entry: -entry[2])
+
+    # Filtering and blending, repeated when duplicates free slots for the next candidates.
+    dropped_exact = 0
+    dropped_near = 0
+    blocked: set[int] = set()
+    for _ in range(4):
+        available = {name: len(items) for name, items in lists.items()}
+        slots = allocate({name: quotas.get(name, 0.0) for name in SOURCES}, available, size)
+        chosen: dict[str, list[tuple[int, float, float, str]]] = {}
+        seen_keys: set[str] = set()
+        exact: set[int] = set()
+        ordered_sources = sorted(lists, key=lambda name: -weights.get(name, 1.0))
+        for name in ordered_sources:
+            take: list[tuple[int, float, float, str]] = []
+            for entry in lists[name]:
+                if len(take) >= slots.get(name, 0):
+                    break
+                key = text_keys.get(entry[0])
+                if key is not None and key in seen_keys:
+                    exact.add(entry[0])
+                    continue
+                if key is not None:
+                    seen_keys.add(key)
+                take.append(entry)
+            if take:
+                chosen[name] = take
+        merged = _interleave(chosen)
+        near: set[int] = set()
+        if vectors is not None and len(merged) >= 2:
+            ids = np.array([example_id for _, example_id, *_ in merged], dtype=np.int64)
+            duplicate = duplicate_groups(vectors(ids), np.arange(len(ids)), threshold=near_duplicate)
+            near = {int(ids[i]) for i in np.flatnonzero(duplicate)}
+        if not exact and not near:
+            break
+        dropped_exact += len(exact)
+        dropped_near += len(near)
+        blocked |= exact | near
+        lists = {name: [entry for entry in items if entry[0] not in blocked] for name, items in lists.items()}
+    else:
+        merged = [entry for entry in merged if entry[1] not in blocked]
+
+    picks = tuple(
+        Pick(example_id=example_id, source=name, score=score, rank_score=rank_score, reason=reason, position=position)
+        for position, (name, example_id, score, rank_score, reason) in enumerate(merged)
+    )
+    picked: dict[str, int] = {}
+    for pick in picks:
+        picked[pick.source] = picked.get(pick.source, 0) + 1
+    return Blend(
+        picks=picks,
+        proposed=proposed,
+        picked=picked,
+        slots={name: count for name, count in slots.items() if count},
+        dropped_excluded=excluded_count,
+        dropped_contested=contested,
+        dropped_duplicates=dropped_exact,
+        dropped_near_duplicates=dropped_near,
+    )
