@@ -66,8 +66,12 @@ format: $(STAMP) ## Fix what ruff can fix and format the code
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(STAMP) ## Run the import, queue, training and feature-store benchmarks (bench/*.py) in their own data folder
+bench: $(STAMP) ## Install bench/requirements.txt, then run the benchmarks (bench/*.py) in their own data folder
+	flock var/.venv.lock $(BIN)/python -m pip install -q -r bench/requirements.txt
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 FLYWHEEL_DATA_DIR=$${FLYWHEEL_DATA_DIR:-var/bench} $(BIN)/python bench/import.py
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 FLYWHEEL_DATA_DIR=$${FLYWHEEL_DATA_DIR:-var/bench} $(BIN)/python bench/queue.py
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 FLYWHEEL_DATA_DIR=$${FLYWHEEL_DATA_DIR:-var/bench} $(BIN)/python bench/train.py
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python bench/features_load.py
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 FLYWHEEL_DATA_DIR=$${FLYWHEEL_DATA_DIR:-var/bench} $(BIN)/python bench/active_learning.py
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 FLYWHEEL_DATA_DIR=$${FLYWHEEL_DATA_DIR:-var/bench} $(BIN)/python bench/rebuild_pool.py
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python bench/llm.py

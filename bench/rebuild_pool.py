@@ -8,7 +8,7 @@ runs) `--repeat` times in this process and reports the median wall time and the 
 
     OMP_NUM_THREADS=1 FLYWHEEL_DATA_DIR=var/bench .venv/bin/python bench/rebuild_pool.py [--size 1000000]
 
-Writes bench/results/rebuild_pool.json; bench/active_learning.py puts its numbers in RESULTS.md.
+Writes bench/results/rebuild_pool.json and its section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -38,6 +38,14 @@ LABELS = ("negative", "neutral", "positive")
 DIM = 384
 SHARD_ROWS = 100_000
 NOISE_SHARE = 0.05
+
+
+def _results_md() -> Any:
+    spec = importlib.util.spec_from_file_location("results_md", BENCH / "results_md.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
 
 
 def _import_helpers() -> Any:
@@ -178,6 +186,53 @@ def child_rebuild(repeat: int) -> None:
     print(json.dumps({"runs": runs, "peak_rss_mb": round(peak_mb)}))
 
 
+SECTION_HEADING = "## Queue rebuild on a large pool (`bench/rebuild_pool.py`)"
+STAGES = (
+    ("pool", "read the pool's ids"),
+    ("features_compute", "check for examples without vectors"),
+    ("model_load", "load the model (skops, checksum)"),
+    ("features_load", "load the pool's vectors"),
+    ("score", "probabilities for the pool"),
+    ("uncertainty", "uncertainty source"),
+    ("cross_validate", "3-fold out-of-fold fits on the labels"),
+    ("hard_negatives", "hard negatives: nearest pool rows to the mistakes"),
+    ("label_issues", "label-error source"),
+    ("other_sources", "LLM, feedback, curriculum"),
+    ("exploration", "stratified exploration"),
+    ("blend", "blend (texts, duplicates, quotas)"),
+    ("write", "swap the slice in (one transaction)"),
+)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """Render the report as this benchmark's section of RESULTS.md."""
+    runs = report["runs"]
+    stage = report["median_stage_seconds"]
+    lines = [
+        SECTION_HEADING,
+        "",
+        f"The real rebuild service (`queue_build_execute`, what the worker runs) on PostgreSQL, in one process, on a "
+        f"project of {report['size']:,} queued examples with {report['labeled']:,} human labels (5% of them wrong on "
+        f"purpose) and a model version; features: {report['features']}. Run {len(runs)} times on the same database; "
+        f"machine: **{report['machine']['cores']} cores** ({report['machine']['cpu']}), threads "
+        f"OMP_NUM_THREADS={report['threads']}, measured {report['date']}.",
+        "",
+        f"Median wall time: **{report['median_wall_seconds']} s** for a pool of {runs[0]['pool_size']:,} ready examples "
+        f"(runs: {', '.join(str(run['wall_seconds']) for run in runs)} s; the first pays for importing scikit-learn "
+        f"and skops and reading the vectors from disk cold). Peak memory {report['peak_rss_mb']:,} MB. Target: under "
+        f"{report['target_seconds']} s — **{'met' if report['target_met'] else 'not met'}**.",
+        "",
+        "| stage | median s |",
+        "|---|---:|",
+        *(f"| {label} (`{name}`) | {stage.get(name, 0.0):.2f} |" for name, label in STAGES if name in stage),
+        "",
+        f"Slice: {runs[-1]['slice_size']} items — "
+        + ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in (runs[-1]["picked"] or {}).items())
+        + f". Setup (not timed above): {report['setup']['total_seconds']} s.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -209,7 +264,11 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="Keep the database afterwards (for profiling).")
     parser.add_argument("--child-setup", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-rebuild", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--render", type=Path, help="Write RESULTS.md from an existing JSON report and stop.")
     args = parser.parse_args()
+    if args.render:
+        _results_md().write_section(SECTION_HEADING, markdown(json.loads(args.render.read_text())))
+        return
     if args.child_setup:
         child_setup(args.size, args.labeled)
         return
@@ -263,6 +322,8 @@ def main() -> None:
     report["target_met"] = report["median_wall_seconds"] < report["target_seconds"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
+    if args.out == RESULTS / "rebuild_pool.json":
+        _results_md().write_section(SECTION_HEADING, markdown(report))
     print(json.dumps({k: report[k] for k in ("median_wall_seconds", "median_stage_seconds", "peak_rss_mb")}, indent=2))
     if not args.keep:
         helpers.pg_drop(args.pg, DATABASE)

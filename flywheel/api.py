@@ -13,10 +13,13 @@ from labeling.api import router as labeling_router
 from labeling.api.projects import JobOut, import_job_detail
 from labeling.selectors import ProjectAccessDenied
 from models_app.api import (
+    PRELABEL_JOB_PREFIX,
     QUEUE_JOB_PREFIX,
     TRAINING_JOB_PREFIX,
+    PrelabelJobOut,
     QueueBuildJobOut,
     TrainingJobOut,
+    prelabel_job_detail,
     queue_job_detail,
     training_job_detail,
 )
@@ -37,7 +40,8 @@ api.add_router("/", models_router)
 
 IMPORT_JOB_PREFIX = "import-"
 ERROR_BAD_JOB_ID = (
-    "No such job: job ids are numbers (imports), train-<number> (training runs) or queue-<number> (queue rebuilds)."
+    "No such job: job ids are numbers (imports), train-<number> (training runs), queue-<number> (queue rebuilds) "
+    "or prelabel-<number> (pre-labeling)."
 )
 
 
@@ -47,9 +51,9 @@ class JobErrorOut(Schema):
 
 @api.get(
     "/jobs/{job_id}",
-    response={200: JobOut | TrainingJobOut | QueueBuildJobOut, 403: JobErrorOut, 404: JobErrorOut},
-    summary="Follow a job: an import (project admins), a training run train-<n> or a queue rebuild queue-<n> "
-    "(reviewers)",
+    response={200: JobOut | TrainingJobOut | QueueBuildJobOut | PrelabelJobOut, 403: JobErrorOut, 404: JobErrorOut},
+    summary="Follow a job: an import (project admins), a training run train-<n>, a queue rebuild queue-<n> "
+    "or pre-labeling prelabel-<n> (reviewers)",
     tags=["jobs"],
 )
 def job_detail(request: HttpRequest, job_id: str) -> dict[str, Any]:
@@ -59,6 +63,8 @@ def job_detail(request: HttpRequest, job_id: str) -> dict[str, Any]:
         return training_job_detail(request, int(key[len(TRAINING_JOB_PREFIX) :]))
     if key.startswith(QUEUE_JOB_PREFIX) and key[len(QUEUE_JOB_PREFIX) :].isdigit():
         return queue_job_detail(request, int(key[len(QUEUE_JOB_PREFIX) :]))
+    if key.startswith(PRELABEL_JOB_PREFIX) and key[len(PRELABEL_JOB_PREFIX) :].isdigit():
+        return prelabel_job_detail(request, int(key[len(PRELABEL_JOB_PREFIX) :]))
     key = key.removeprefix(IMPORT_JOB_PREFIX)
     if key.isdigit():
         return import_job_detail(request, int(key))

@@ -7,7 +7,7 @@ rooms call in here lazily (inside functions), so importing `labeling` never impo
 from __future__ import annotations
 
 from labeling.models import ImportJob
-from models_app.models import FeatureJob, ModelVersion, QueueBuild, QueueBuildTrigger
+from models_app.models import FeatureJob, ModelVersion, PrelabelJob, QueueBuild, QueueBuildTrigger
 from models_app.services import feature_job_request, queue_build_request, ranking_model_get
 
 
@@ -28,3 +28,8 @@ def import_succeeded(*, job: ImportJob) -> FeatureJob | None:
 def model_version_trained(*, version: ModelVersion) -> QueueBuild:
     """Re-rank the queue with the new model, so the next labels go where it is unsure or wrong."""
     return queue_build_request(project=version.project, trigger=QueueBuildTrigger.MODEL)
+
+
+def prelabel_finished(*, job: PrelabelJob) -> QueueBuild:
+    """Re-rank the queue with the new LLM labels: what the LLM doubts or disagrees with the model on goes first."""
+    return queue_build_request(project=job.project, trigger=QueueBuildTrigger.PRELABEL, user=job.requested_by)

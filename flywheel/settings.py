@@ -212,11 +212,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "models_app.tasks.queue_builds_sweep_task",
         "schedule": 60.0,
     },
+    "sweep-stuck-prelabel-jobs": {
+        "task": "models_app.tasks.prelabel_jobs_sweep_task",
+        "schedule": 60.0,
+    },
     "start-due-retraining": {
         "task": "models_app.tasks.training_triggers_check_task",
         "schedule": 60.0,
     },
 }
+# Threads a worker gives a local LLM labeler (transformers on the CPU).
+FLYWHEEL_LLM_THREADS = _env_int("FLYWHEEL_LLM_THREADS", 2)
 # A running import, featurizing job or training run whose heartbeat is older than this is taken to have lost its worker.
 FLYWHEEL_JOB_STALE_SECONDS = _env_int("FLYWHEEL_JOB_STALE_SECONDS", 300)
 

@@ -142,6 +142,19 @@ class Annotation(models.Model):
     seconds_spent = models.FloatField(
         null=True, blank=True, help_text="Seconds from the item reaching the annotator to the label (capped)."
     )
+    # LLM labels: which model and prompt produced it, what the project's model said then, and who reviewed it.
+    labeler_model = models.CharField(max_length=200, blank=True, help_text="The LLM's model (file, folder or name).")
+    prompt_version = models.CharField(max_length=40, blank=True)
+    probabilities = models.JSONField(default=dict, blank=True, help_text="The labeler's probability per label.")
+    model_label = models.ForeignKey(
+        Label, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="The model's prediction."
+    )
+    model_confidence = models.FloatField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    auto_accepted = models.BooleanField(default=False, help_text="Accepted above the calibrated trust threshold.")
 
     class Meta:
         ordering = ["id"]
@@ -175,8 +188,15 @@ class Annotation(models.Model):
                 condition=Q(seconds_spent__isnull=True) | Q(seconds_spent__gte=0.0),
                 name="annotation_seconds_spent_not_negative",
             ),
+            # A labeler's standing opinion on an example is one row: a retried pre-labeling chunk adds nothing.
+            models.UniqueConstraint(
+                fields=["example", "labeler_name"],
+                condition=Q(kind="llm", status__in=["pending", "accepted"]),
+                name="annotation_one_live_llm_label_per_labeler",
+            ),
         ]
         indexes = [
+            models.Index(fields=["kind", "status"], name="annotation_kind_status"),
             models.Index(fields=["example", "kind"], name="annotation_example_kind"),
             models.Index(fields=["author", "created_at"], name="annotation_author_created"),
             models.Index(fields=["example", "author"], name="annotation_example_author"),

@@ -28,4 +28,6 @@ urlpatterns = [
     path("p/<slug:slug>/gold/", views.gold_list, name="gold_list"),
     path("p/<slug:slug>/queue/", views.queue_overview, name="queue_overview"),
     path("p/<slug:slug>/settings/", views.project_settings, name="project_settings"),
+    path("p/<slug:slug>/llm/review/", views.llm_review, name="llm_review"),
+    path("p/<slug:slug>/llm/review/act/", views.llm_review_act, name="llm_review_act"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -11,12 +12,24 @@ from ninja import Field, Router, Schema, Status
 from labeling import selectors as labeling_selectors
 from labeling.models import ProjectRole
 from models_app import services
-from models_app.models import ModelVersion, QueueBuild, QueueBuildTrigger, TrainingRun, TrainingTrigger
+from models_app.models import (
+    ModelVersion,
+    PrelabelJob,
+    PrelabelSelection,
+    PrelabelState,
+    QueueBuild,
+    QueueBuildTrigger,
+    TrainingRun,
+    TrainingTrigger,
+)
+from models_app.project_settings import llm_settings_get
 
 router = Router(tags=["models"])
 
 TRAINING_JOB_PREFIX = "train-"
 QUEUE_JOB_PREFIX = "queue-"
+PRELABEL_JOB_PREFIX = "prelabel-"
+ERROR_NO_ACTIVE_PRELABEL = "No pre-labeling job is queued or running in this project."
 ERROR_NO_RUN = "No such job."
 
 
@@ -70,6 +83,66 @@ class QueueBuildJobOut(Schema):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class PrelabelIn(Schema):
+    labeler: str | None = Field(None, description="causal_lm, embedding or openai; empty uses the project's labeler.")
+    limit: int = Field(200, description="At most this many examples.")
+    selection: str = Field(PrelabelSelection.QUEUE, description="queue (the next items), unlabeled, or filter.")
+    filter: str = Field("", description="With selection=filter: unlabeled examples whose text contains this.")
+
+
+class PrelabelJobOut(Schema):
+    id: str
+    kind: str = "prelabel"
+    project: str
+    state: str = Field(description="queued, running, succeeded, failed or cancelled.")
+    progress: float
+    message: str
+    labeler: str
+    selection: str
+    limit: int
+    total: int
+    done: int
+    created: int = Field(description="LLM labels stored (pending review unless auto-accepted).")
+    auto_accepted: int
+    cancel_requested: bool
+    details: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class TrustPointOut(Schema):
+    threshold: float
+    accepted: int
+    coverage: float
+    precision: float | None
+    lower_bound: float | None
+
+
+class TrustThresholdOut(Schema):
+    label: str | None
+    threshold: float | None
+    precision: float | None
+    lower_bound: float | None
+    coverage: float
+    accepted: int
+    support: int
+    reason: str
+
+
+class TrustOut(Schema):
+    labeler: str
+    n: int = Field(description="Examples with both this labeler's label and a person's.")
+    agreement: float | None
+    kappa: float | None
+    target: float
+    auto_accept: bool
+    overall: TrustThresholdOut | None
+    per_label: dict[str, TrustThresholdOut]
+    curve: list[TrustPointOut]
+    preview: dict[str, Any] = Field(description="What auto-accept would do now to the pending labels.")
 
 
 class HoldoutOut(Schema):
@@ -166,6 +239,114 @@ def queue_job_detail(request: HttpRequest, build_id: int) -> dict[str, Any]:
         user=request.auth, slug=build.project.slug, minimum_role=ProjectRole.REVIEWER
     )
     return queue_job_out(build)
+
+
+def prelabel_job_id(job: PrelabelJob) -> str:
+    return f"{PRELABEL_JOB_PREFIX}{job.pk}"
+
+
+def prelabel_job_out(job: PrelabelJob) -> dict[str, Any]:
+    return {
+        "id": prelabel_job_id(job),
+        "project": job.project.slug,
+        "state": job.state,
+        "progress": job.progress,
+        "message": job.message,
+        "labeler": job.labeler,
+        "selection": job.selection,
+        "limit": job.limit,
+        "total": job.total,
+        "done": job.done,
+        "created": job.created,
+        "auto_accepted": job.auto_accepted,
+        "cancel_requested": job.cancel_requested,
+        "details": job.details,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }
+
+
+def prelabel_job_detail(request: HttpRequest, job_id: int) -> dict[str, Any]:
+    """Show a pre-labeling job to the reviewers and admins of its project; 404 for anyone else."""
+    job = PrelabelJob.objects.select_related("project").filter(pk=job_id).first()
+    if job is None:
+        raise Http404(ERROR_NO_RUN)
+    labeling_selectors.project_get_for_user(user=request.auth, slug=job.project.slug, minimum_role=ProjectRole.REVIEWER)
+    return prelabel_job_out(job)
+
+
+@router.post(
+    "/projects/{slug}/prelabel",
+    response={202: RetrainOut, 400: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+    summary="Pre-label examples with an LLM in a worker (reviewers); one job at a time per project",
+)
+def prelabel(request: HttpRequest, slug: str, payload: PrelabelIn) -> Status[Any]:
+    """Queue a pre-labeling job, or join the one already queued or running."""
+    project, _ = labeling_selectors.project_get_for_user(
+        user=request.auth, slug=slug, minimum_role=ProjectRole.REVIEWER
+    )
+    try:
+        job, joined = services.prelabel_job_request(
+            project=project,
+            labeler=payload.labeler,
+            limit=payload.limit,
+            selection=payload.selection,
+            filter_text=payload.filter,
+            user=request.auth,
+        )
+    except services.PrelabelError as exc:
+        return Status(400, {"detail": str(exc)})
+    return Status(202, {"job_id": prelabel_job_id(job), "state": job.state, "coalesced": joined})
+
+
+@router.post(
+    "/projects/{slug}/prelabel/cancel",
+    response={200: PrelabelJobOut, 403: ErrorOut, 404: ErrorOut},
+    summary="Cancel the project's pre-labeling job; what it labeled so far is kept (reviewers)",
+)
+def prelabel_cancel(request: HttpRequest, slug: str) -> Status[Any]:
+    project, _ = labeling_selectors.project_get_for_user(
+        user=request.auth, slug=slug, minimum_role=ProjectRole.REVIEWER
+    )
+    job = PrelabelJob.objects.filter(project=project, state__in=(PrelabelState.QUEUED, PrelabelState.RUNNING)).first()
+    if job is None:
+        return Status(404, {"detail": ERROR_NO_ACTIVE_PRELABEL})
+    return Status(200, prelabel_job_out(services.prelabel_job_cancel(job=job)))
+
+
+@router.get(
+    "/projects/{slug}/llm-trust",
+    response={200: TrustOut, 403: ErrorOut, 404: ErrorOut},
+    summary="How far an LLM labeler agrees with people: kappa, precision by confidence, the auto-accept threshold",
+)
+def llm_trust(request: HttpRequest, slug: str, labeler: str | None = None) -> Status[Any]:
+    project, _ = labeling_selectors.project_get_for_user(
+        user=request.auth, slug=slug, minimum_role=ProjectRole.REVIEWER
+    )
+    llm = llm_settings_get(project)
+    name = labeler or llm.labeler
+    report = services.trust_get(project=project, labeler=name)
+    empty = {"labeler": name, "n": 0, "agreement": None, "kappa": None, "target": llm.target_precision}
+    if report is None:
+        return Status(
+            200, {**empty, "auto_accept": llm.auto_accept, "overall": None, "per_label": {}, "curve": [], "preview": {}}
+        )
+    return Status(
+        200,
+        {
+            **empty,
+            "n": report.n,
+            "agreement": report.agreement,
+            "kappa": report.kappa,
+            "target": report.target,
+            "auto_accept": llm.auto_accept,
+            "overall": asdict(report.overall),
+            "per_label": {label: asdict(value) for label, value in report.per_label.items()},
+            "curve": [asdict(point) for point in report.curve],
+            "preview": services.trust_preview(project=project, labeler=name, report=report),
+        },
+    )
 
 
 @router.post(

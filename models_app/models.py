@@ -228,6 +228,7 @@ class TrainingRun(models.Model):
 class QueueBuildTrigger(models.TextChoices):
     MODEL = "model", "New model version"
     IMPORT = "import", "Examples imported"
+    PRELABEL = "prelabel", "LLM pre-labels arrived"
     BUTTON = "button", "Rebuild button"
     API = "api", "API"
     SETTINGS = "settings", "Queue settings changed"
@@ -287,3 +288,71 @@ class QueueBuild(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in (JobState.SUCCEEDED, JobState.FAILED)
+
+
+class PrelabelState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class PrelabelSelection(models.TextChoices):
+    QUEUE = "queue", "The queue's next items"
+    UNLABELED = "unlabeled", "Every example without a label"
+    FILTER = "filter", "Unlabeled examples containing some text"
+
+
+class PrelabelJob(models.Model):
+    """One pre-labeling run of an LLM labeler over a selection of a project's examples, in chunks, cancellable."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prelabel_jobs")
+    requested_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    labeler = models.CharField(max_length=16, help_text="causal_lm, embedding or openai.")
+    params = models.JSONField(default=dict, blank=True, help_text="The labeler's settings for this run.")
+    selection = models.CharField(max_length=16, choices=PrelabelSelection.choices, default=PrelabelSelection.QUEUE)
+    filter_text = models.CharField(max_length=200, blank=True)
+    limit = models.PositiveIntegerField(default=200)
+    state = models.CharField(max_length=16, choices=PrelabelState.choices, default=PrelabelState.QUEUED)
+    progress = models.FloatField(default=0.0)
+    message = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    total = models.PositiveIntegerField(default=0, help_text="Examples selected.")
+    done = models.PositiveIntegerField(default=0, help_text="Examples labeled so far.")
+    created = models.PositiveIntegerField(default=0, help_text="LLM labels stored.")
+    auto_accepted = models.PositiveIntegerField(default=0)
+    details = models.JSONField(default=dict, blank=True, help_text="Model, prompt version, calibration, speed.")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=Q(state__in=["queued", "running"]),
+                name="prelabel_job_one_active_per_project",
+            ),
+            models.CheckConstraint(condition=Q(progress__gte=0.0, progress__lte=1.0), name="prelabel_progress_unit"),
+            models.CheckConstraint(condition=Q(state__in=PrelabelState.values), name="prelabel_state_valid"),
+            models.CheckConstraint(
+                condition=Q(selection__in=PrelabelSelection.values), name="prelabel_selection_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(labeler__in=["causal_lm", "embedding", "openai"]), name="prelabel_labeler_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "heartbeat_at"], name="prelabel_state_heartbeat")]
+
+    def __str__(self) -> str:
+        return f"prelabel {self.pk} ({self.state})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in (PrelabelState.SUCCEEDED, PrelabelState.FAILED, PrelabelState.CANCELLED)

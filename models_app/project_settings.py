@@ -116,6 +116,79 @@ ERROR_QUOTAS_ZERO = "At least one source needs a share above 0."
 ERROR_TEXT_LENGTH = "{name} must be text of at most {limit} characters."
 
 
+@dataclass(frozen=True)
+class LLMSettings:
+    """Which LLM labeler pre-labels the project, how, and how far its labels are trusted without review."""
+
+    # causal_lm (a local model scoring each label), embedding (MiniLM similarity + neighbours) or openai (HTTP).
+    labeler: str = "causal_lm"
+    # causal_lm: a local Hugging Face model folder; empty uses the bundled SmolLM2-135M-Instruct.
+    model_dir: str = ""
+    # openai: the endpoint (e.g. http://127.0.0.1:8080/v1), its model name, and the environment variable that
+    # holds the key (the key itself is never stored).
+    base_url: str = ""
+    model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    # Nearest labeled examples shown to the labeler with each text.
+    few_shot: int = 3
+    # causal_lm: divide out the label prior the model gives content-free inputs (contextual calibration).
+    calibrate: bool = True
+    # Accept LLM labels whose confidence reaches the calibrated threshold, without review.
+    auto_accept: bool = False
+    # The precision auto-accepted labels must reach, by a 95% lower confidence bound on reviewed examples.
+    target_precision: float = 0.95
+
+    def labeler_params(self) -> dict[str, Any]:
+        """The params `labeler_from_spec` takes for the chosen labeler."""
+        if self.labeler == "causal_lm":
+            return {"model_dir": self.model_dir or None, "calibrate": self.calibrate}
+        if self.labeler == "openai":
+            return {"base_url": self.base_url, "model": self.model, "api_key_env": self.api_key_env}
+        return {}
+
+
+LLM_BOUNDS: dict[str, tuple[float, float]] = {"few_shot": (0, 10), "target_precision": (0.5, 0.999)}
+LLM_CHOICES: dict[str, tuple[str, ...]] = {"labeler": ("causal_lm", "embedding", "openai")}
+LLM_TEXT_LIMITS: dict[str, int] = {"model_dir": 500, "base_url": 500, "model": 200, "api_key_env": 100}
+ERROR_OPENAI_NEEDS = "The openai labeler needs base_url and model."
+ERROR_BASE_URL = "base_url must start with http:// or https://."
+
+
+def llm_settings_get(project: Project) -> LLMSettings:
+    """Return the project's LLM settings; each missing or unusable stored value falls back to its default."""
+    return settings_section_get(project, "llm", llm_settings_parse)
+
+
+def llm_settings_parse(data: dict[str, Any]) -> LLMSettings:
+    """Validate a dict of LLM settings (missing keys keep their defaults); raise ValueError with a clear message."""
+    defaults = LLMSettings()
+    values: dict[str, Any] = {}
+    for item in fields(LLMSettings):
+        name = item.name
+        default = getattr(defaults, name)
+        raw = data.get(name, default)
+        if name in LLM_CHOICES:
+            if raw not in LLM_CHOICES[name]:
+                raise ValueError(ERROR_SETTING_CHOICE.format(name=name, choices=", ".join(LLM_CHOICES[name])))
+            values[name] = str(raw)
+        elif isinstance(default, bool):
+            if not isinstance(raw, bool):
+                raise ValueError(ERROR_SETTING_TYPE.format(name=name, expected="true or false"))
+            values[name] = raw
+        elif isinstance(default, str):
+            if not isinstance(raw, str) or len(raw) > LLM_TEXT_LIMITS[name]:
+                raise ValueError(ERROR_TEXT_LENGTH.format(name=name, limit=LLM_TEXT_LIMITS[name]))
+            values[name] = raw.strip()
+        else:
+            values[name] = setting_number_parse(name, raw, default=default, bounds=LLM_BOUNDS[name])
+    settings = LLMSettings(**values)
+    if settings.base_url and not settings.base_url.startswith(("http://", "https://")):
+        raise ValueError(ERROR_BASE_URL)
+    if settings.labeler == "openai" and not (settings.base_url and settings.model):
+        raise ValueError(ERROR_OPENAI_NEEDS)
+    return settings
+
+
 def queue_settings_get(project: Project) -> QueueSettings:
     """Return the project's queue settings; each missing or unusable stored value falls back to its default."""
     return settings_section_get(project, "queue", queue_settings_parse)
@@ -153,6 +226,9 @@ __all__ = [
     "learning_settings_as_dict",
     "learning_settings_get",
     "learning_settings_parse",
+    "LLMSettings",
+    "llm_settings_get",
+    "llm_settings_parse",
     "QueueSettings",
     "queue_settings_get",
     "queue_settings_parse",

@@ -1,11 +1,11 @@
-"""Reads for the models room: feature sets, featurizing jobs, model versions and training runs of a project."""
+"""Reads for the models room: feature sets and jobs, model versions, training runs, queue builds, pre-labeling."""
 
 from __future__ import annotations
 
 from django.db.models import Count, QuerySet
 
 from labeling.models import Project
-from models_app.models import FeatureJob, FeatureSet, ModelVersion, QueueBuild, TrainingRun
+from models_app.models import FeatureJob, FeatureSet, ModelVersion, PrelabelJob, QueueBuild, TrainingRun
 
 
 def feature_set_list(*, project: Project) -> QuerySet[FeatureSet]:
@@ -59,3 +59,16 @@ def queue_build_list(*, project: Project, limit: int = 20) -> list[QueueBuild]:
 
 def queue_build_get(*, project: Project, build_id: int) -> QueueBuild | None:
     return QueueBuild.objects.select_related("requested_by").filter(project=project, pk=build_id).first()
+
+
+def prelabel_job_list(*, project: Project, limit: int = 10) -> list[PrelabelJob]:
+    """The project's newest pre-labeling jobs, newest first, with who asked for them."""
+    return list(PrelabelJob.objects.filter(project=project).select_related("requested_by").order_by("-id")[:limit])
+
+
+def prelabel_job_get(*, project: Project, job_id: int) -> PrelabelJob | None:
+    return PrelabelJob.objects.select_related("requested_by").filter(project=project, pk=job_id).first()
+
+
+def prelabel_job_latest(*, project: Project) -> PrelabelJob | None:
+    return PrelabelJob.objects.filter(project=project).select_related("requested_by").order_by("-id").first()

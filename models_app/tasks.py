@@ -47,3 +47,15 @@ def queue_build_execute_task(build_id: int) -> None:
 def queue_builds_sweep_task() -> int:
     """Requeue queue builds whose worker died mid-build."""
     return services.queue_builds_sweep()
+
+
+@shared_task(acks_late=True)
+def prelabel_job_execute_task(job_id: int) -> None:
+    """Pre-label with an LLM; a job already claimed, finished or cancelled is left alone."""
+    services.prelabel_job_execute(job_id=job_id)
+
+
+@shared_task
+def prelabel_jobs_sweep_task() -> int:
+    """Requeue pre-labeling jobs whose worker died mid-job."""
+    return services.prelabel_jobs_sweep()

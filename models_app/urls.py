@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import views, views_llm
 
 app_name = "models_app"
 
@@ -17,4 +17,9 @@ urlpatterns = [
     path("p/<slug:slug>/queue/ranking/rebuild/", views.queue_rebuild, name="queue_rebuild"),
     path("p/<slug:slug>/queue/ranking/settings/", views.queue_settings_save, name="queue_settings"),
     path("p/<slug:slug>/queue/ranking/builds/<int:build_id>/", views.queue_build, name="queue_build"),
+    path("p/<slug:slug>/llm/", views_llm.llm, name="llm"),
+    path("p/<slug:slug>/llm/prelabel/", views_llm.llm_prelabel, name="llm_prelabel"),
+    path("p/<slug:slug>/llm/cancel/<int:job_id>/", views_llm.llm_cancel, name="llm_cancel"),
+    path("p/<slug:slug>/llm/jobs/<int:job_id>/", views_llm.llm_job, name="llm_job"),
+    path("p/<slug:slug>/llm/settings/", views_llm.llm_settings_save, name="llm_settings"),
 ]

@@ -2,11 +2,12 @@
 
 from ninja import Router
 
-from . import projects, queue
+from . import llm_labels, projects, queue
 from .auth import api_auth
 
 router = Router()
 router.add_router("", projects.router)
 router.add_router("", queue.router)
+router.add_router("", llm_labels.router)
 
 __all__ = ["api_auth", "router"]

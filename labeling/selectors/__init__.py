@@ -1,5 +1,6 @@
 """Reads for the labeling room, one module per area."""
 
+from .llm_labels import llm_label_counts, llm_label_list, llm_labelers
 from .projects import (
     ProjectAccessDenied,
     annotation_list,
@@ -33,6 +34,9 @@ from .queue import (
 )
 
 __all__ = [
+    "llm_label_counts",
+    "llm_label_list",
+    "llm_labelers",
     "Suggestion",
     "annotation_count_today",
     "lease_list",

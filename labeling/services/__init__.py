@@ -21,6 +21,7 @@ from .imports import (
     import_summary,
     parse_label_map,
 )
+from .llm_labels import LLMLabel, LLMReviewError, llm_label_correct, llm_labels_review, llm_labels_store
 from .projects import (
     ProjectError,
     api_token_authenticate,
@@ -44,6 +45,11 @@ from .queue import (
 from .queue_slice import SliceItem, SliceResult, queue_slice_replace
 
 __all__ = [
+    "LLMLabel",
+    "LLMReviewError",
+    "llm_label_correct",
+    "llm_labels_review",
+    "llm_labels_store",
     "AnnotationError",
     "Claim",
     "LeaseError",

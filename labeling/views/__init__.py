@@ -2,6 +2,7 @@
 
 from .annotate import annotate, annotate_heartbeat, annotate_skip, annotate_submit, annotate_undo
 from .common import project_view
+from .llm_review import llm_review, llm_review_act
 from .pages import (
     ERROR_NO_FILE,
     ERROR_UNKNOWN_EXPORT_FORMAT,
@@ -25,6 +26,8 @@ __all__ = [
     "annotate_submit",
     "annotate_undo",
     "gold_list",
+    "llm_review",
+    "llm_review_act",
     "project_settings",
     "quality",
     "queue_overview",

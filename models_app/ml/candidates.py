@@ -102,7 +102,7 @@ def uncertainty(proba: np.ndarray, labels: Sequence[str], *, method: str = "entr
     return Candidates("uncertain", order.astype(np.int64), score[order], reasons)
 
 
-def _unit_rows(matrix: np.ndarray | sp.spmatrix) -> np.ndarray | sp.csr_matrix:
+def unit_rows(matrix: np.ndarray | sp.spmatrix) -> np.ndarray | sp.csr_matrix:
     """Scale rows to unit length so a dot product is a cosine (all-zero rows stay zero)."""
     if sp.issparse(matrix):
         matrix = sp.csr_matrix(matrix, dtype=np.float32)
@@ -115,7 +115,7 @@ def _unit_rows(matrix: np.ndarray | sp.spmatrix) -> np.ndarray | sp.csr_matrix:
     return matrix / norms
 
 
-def _similarity(left: np.ndarray | sp.spmatrix, right: np.ndarray | sp.spmatrix) -> np.ndarray:
+def similarity_matrix(left: np.ndarray | sp.spmatrix, right: np.ndarray | sp.spmatrix) -> np.ndarray:
     product = left @ right.T
     return np.asarray(product.toarray() if sp.issparse(product) else product, dtype=np.float32)
 
@@ -129,10 +129,10 @@ def nearest_to(
     best_sim = np.full(n_pool, -1.0, dtype=np.float32)
     if seeds.shape[0] == 0 or n_pool == 0:
         return best_seed, best_sim
-    unit_seeds = _unit_rows(seeds)
+    unit_seeds = unit_rows(seeds)
     for start in range(0, n_pool, chunk):
-        block = _unit_rows(pool[start : start + chunk])
-        sim = _similarity(block, unit_seeds)
+        block = unit_rows(pool[start : start + chunk])
+        sim = similarity_matrix(block, unit_seeds)
         best_seed[start : start + len(sim)] = sim.argmax(axis=1)
         best_sim[start : start + len(sim)] = sim.max(axis=1)
     return best_seed, best_sim
@@ -323,11 +323,11 @@ def duplicate_groups(vectors: np.ndarray | sp.spmatrix, order: np.ndarray, *, th
     duplicate = np.zeros(n, dtype=bool)
     if n < 2:
         return duplicate
-    unit = _unit_rows(vectors[order])
+    unit = unit_rows(vectors[order])
     kept: list[int] = []
     for start in range(0, n, 1024):
         block = unit[start : start + 1024]
-        sim = _similarity(block, unit[: start + block.shape[0]])
+        sim = similarity_matrix(block, unit[: start + block.shape[0]])
         for offset in range(block.shape[0]):
             row = start + offset
             if kept and float(sim[offset, kept].max()) >= threshold:

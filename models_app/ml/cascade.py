@@ -117,6 +117,60 @@ def _interleave(chosen: dict[str, list[tuple[int, float, float, str]]]) -> list[
     ]
 
 
+def _fill(
+    lists: dict[str, list[tuple[int, float, float, str]]],
+    quotas: dict[str, float],
+    size: int,
+    text_keys: Mapping[int, str],
+    blocked: set[int],
+) -> tuple[dict[str, list[tuple[int, float, float, str]]], dict[str, int], int, set[int]]:
+    """Fill each source's slots greedily, highest score x weight first across all sources.
+
+    An example two sources want goes to the one that ranks it higher while that one still has a free slot; the
+    other goes on to its next candidates. A source left short (its candidates were taken or duplicates) gives its
+    spare slots to the others in the next round. Return the picks per source, the slots, how many proposals lost an
+    example to another source, and the ids dropped as exact duplicates.
+    """
+    chosen: dict[str, list[tuple[int, float, float, str]]] = {name: [] for name in lists}
+    taken: dict[int, str] = {}
+    keys: set[str] = set()
+    contested: set[tuple[str, int]] = set()
+    exact: set[int] = set()
+    order = sorted(
+        ((entry[2], position, name, entry) for name, items in lists.items() for position, entry in enumerate(items)),
+        key=lambda item: -item[0],
+    )
+    slots: dict[str, int] = {}
+    for _ in range(3):
+        left = {
+            name: len(chosen[name])
+            + sum(1 for entry in items if entry[0] not in taken and entry[0] not in blocked and entry[0] not in exact)
+            for name, items in lists.items()
+        }
+        slots = allocate(quotas, left, size)
+        grew = False
+        for _, _, name, entry in order:
+            example_id = entry[0]
+            if len(chosen[name]) >= slots.get(name, 0) or example_id in blocked or example_id in exact:
+                continue
+            if example_id in taken:
+                if taken[example_id] != name:
+                    contested.add((name, example_id))
+                continue
+            key = text_keys.get(example_id)
+            if key is not None and key in keys:
+                exact.add(example_id)
+                continue
+            if key is not None:
+                keys.add(key)
+            taken[example_id] = name
+            chosen[name].append(entry)
+            grew = True
+        if not grew or sum(len(items) for items in chosen.values()) >= size:
+            break
+    return {name: items for name, items in chosen.items() if items}, slots, len(contested), exact
+
+
 def blend(
     sources: Sequence[Candidates],
     *,
@@ -139,85 +193,49 @@ def blend(
     check_sources(weights)
     text_keys = text_keys or {}
 
-    # Ranking: one priority per proposal; an id proposed by several sources goes to its best. A source without a
-    # quota can never be picked, so it claims nothing.
-    active = {name for name, share in quotas.items() if share > 0}
-    best: dict[int, tuple[float, str]] = {}
+    # Ranking: one priority per proposal, score x weight. A source without a quota can never be picked: it takes part
+    # in nothing. Each source's list is its candidates, best first, each id once.
+    active = [name for name in SOURCES if quotas.get(name, 0.0) > 0]
     proposed: dict[str, int] = {}
-    excluded_count = 0
+    excluded: set[int] = set()
+    lists: dict[str, list[tuple[int, float, float, str]]] = {name: [] for name in active}
     for candidates in sources:
-        weight = weights.get(candidates.source, 1.0)
         proposed[candidates.source] = proposed.get(candidates.source, 0) + len(candidates)
-        if candidates.source not in active:
-            continue
-        for example_id, score in zip(candidates.index.tolist(), candidates.score.tolist(), strict=True):
-            if example_id in exclude:
-                excluded_count += 1
-                continue
-            rank_score = score * weight
-            held = best.get(example_id)
-            if held is None or rank_score > held[0]:
-                best[example_id] = (rank_score, candidates.source)
-    lists: dict[str, list[tuple[int, float, float, str]]] = {}
-    taken: set[int] = set()
-    contested = 0
-    for candidates in sources:
-        if candidates.source not in active:
+        if candidates.source not in lists:
             continue
         weight = weights.get(candidates.source, 1.0)
-        keep = lists.setdefault(candidates.source, [])
         for example_id, score, reason in zip(
             candidates.index.tolist(), candidates.score.tolist(), candidates.reason, strict=True
         ):
-            owner = best.get(example_id)
-            if owner is None:
+            if example_id in exclude:
+                excluded.add(example_id)
                 continue
-            if owner[1] != candidates.source or example_id in taken or score * weight < owner[0]:
-                contested += 1
-                continue
-            taken.add(example_id)
-            keep.append((example_id, score, score * weight, reason))
-        keep.sort(key=lambda entry: -entry[2])
+            lists[candidates.source].append((example_id, score, score * weight, reason))
+    for name, items in lists.items():
+        items.sort(key=lambda entry: -entry[2])
+        seen: set[int] = set()
+        lists[name] = [entry for entry in items if not (entry[0] in seen or seen.add(entry[0]))]
 
-    # Filtering and blending, repeated when duplicates free slots for the next candidates.
-    dropped_exact = 0
-    dropped_near = 0
+    # Filtering and blending, repeated when near duplicates free slots for the next candidates.
     blocked: set[int] = set()
     for _ in range(4):
-        available = {name: len(items) for name, items in lists.items()}
-        slots = allocate({name: quotas.get(name, 0.0) for name in SOURCES}, available, size)
-        chosen: dict[str, list[tuple[int, float, float, str]]] = {}
-        seen_keys: set[str] = set()
-        exact: set[int] = set()
-        ordered_sources = sorted(lists, key=lambda name: -weights.get(name, 1.0))
-        for name in ordered_sources:
-            take: list[tuple[int, float, float, str]] = []
-            for entry in lists[name]:
-                if len(take) >= slots.get(name, 0):
-                    break
-                key = text_keys.get(entry[0])
-                if key is not None and key in seen_keys:
-                    exact.add(entry[0])
-                    continue
-                if key is not None:
-                    seen_keys.add(key)
-                take.append(entry)
-            if take:
-                chosen[name] = take
+        chosen, slots, contested, exact = _fill(
+            lists, {name: quotas[name] for name in active}, size, text_keys, blocked
+        )
         merged = _interleave(chosen)
         near: set[int] = set()
         if vectors is not None and len(merged) >= 2:
             ids = np.array([example_id for _, example_id, *_ in merged], dtype=np.int64)
             duplicate = duplicate_groups(vectors(ids), np.arange(len(ids)), threshold=near_duplicate)
             near = {int(ids[i]) for i in np.flatnonzero(duplicate)}
-        if not exact and not near:
+        if not near:
             break
-        dropped_exact += len(exact)
-        dropped_near += len(near)
-        blocked |= exact | near
-        lists = {name: [entry for entry in items if entry[0] not in blocked] for name, items in lists.items()}
+        blocked |= near
     else:
         merged = [entry for entry in merged if entry[1] not in blocked]
+    dropped_near = len(blocked)
+    dropped_exact = len(exact)
+    excluded_count = len(excluded)
 
     picks = tuple(
         Pick(example_id=example_id, source=name, score=score, rank_score=rank_score, reason=reason, position=position)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 HUMAN = "human"
-LLM = "llm"
+LLM = "llm-accepted"  # an LLM label a reviewer (or the calibrated auto-accept) accepted
 SYNTHETIC = "synthetic"
 PROVENANCES = (HUMAN, LLM, SYNTHETIC)
 
@@ -54,7 +54,7 @@ NOT_ENOUGH_CLASSES = "Not enough classes yet: training rows outside the holdout 
 
 @dataclass(frozen=True)
 class LabeledRow:
-    """One label on one example, as the split sees it; ``provenance`` is "human", "llm" or "synthetic"."""
+    """One label on one example, as the split sees it; ``provenance`` is "human", "llm-accepted" or "synthetic"."""
 
     example_id: int
     text: str

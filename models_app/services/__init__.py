@@ -19,6 +19,13 @@ from .features import (
     features_verify,
     featurizer_build,
 )
+from .prelabel import (
+    PrelabelError,
+    prelabel_job_cancel,
+    prelabel_job_execute,
+    prelabel_job_request,
+    prelabel_jobs_sweep,
+)
 from .queue_builds import (
     queue_build_claim,
     queue_build_enqueue,
@@ -38,8 +45,17 @@ from .training import (
     training_runs_sweep,
     training_triggers_check,
 )
+from .trust import trust_get, trust_pairs, trust_preview
 
 __all__ = [
+    "PrelabelError",
+    "prelabel_job_cancel",
+    "prelabel_job_execute",
+    "prelabel_job_request",
+    "prelabel_jobs_sweep",
+    "trust_get",
+    "trust_pairs",
+    "trust_preview",
     "queue_build_claim",
     "queue_build_enqueue",
     "queue_build_execute",

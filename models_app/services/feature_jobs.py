@@ -5,11 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
-from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -19,6 +17,7 @@ from models_app.project_settings import learning_settings_get
 
 from .feature_shards import FeatureStoreError
 from .features import feature_set_get_or_create, features_compute, featurizer_build
+from .jobs import stale_jobs_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -152,22 +151,12 @@ def _finish(job: FeatureJob, *, state: str, message: str) -> None:
 
 def feature_jobs_sweep(*, now: datetime | None = None) -> int:
     """Requeue running jobs whose worker stopped sending heartbeats; fail them after MAX_ATTEMPTS."""
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.FLYWHEEL_JOB_STALE_SECONDS)
-    swept = 0
-    for job in FeatureJob.objects.filter(state=JobState.RUNNING, heartbeat_at__lt=cutoff):
-        stale = FeatureJob.objects.filter(pk=job.pk, state=JobState.RUNNING, heartbeat_at__lt=cutoff)
-        if job.attempts >= MAX_ATTEMPTS:
-            updated = stale.update(
-                state=JobState.FAILED, finished_at=now, message=ERROR_WORKER_LOST_FINAL.format(limit=MAX_ATTEMPTS)
-            )
-        else:
-            with transaction.atomic():
-                updated = stale.update(
-                    state=JobState.QUEUED,
-                    message=ERROR_WORKER_LOST.format(attempt=job.attempts + 1, limit=MAX_ATTEMPTS),
-                )
-                if updated:
-                    feature_job_enqueue(job=job)
-        swept += updated
-    return swept
+    return stale_jobs_sweep(
+        FeatureJob,
+        enqueue=lambda job: feature_job_enqueue(job=job),
+        lost=ERROR_WORKER_LOST,
+        lost_final=ERROR_WORKER_LOST_FINAL,
+        now=now,
+        attempt_offset=1,
+        max_attempts=MAX_ATTEMPTS,
+    )

@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.utils import timezone
@@ -22,6 +21,7 @@ from labeling.models import JobState, Project, QueueItem, QueueState
 from labeling.services import queue_slice_replace
 from models_app.models import QueueBuild
 
+from .jobs import stale_jobs_sweep
 from .queue_plan import queue_plan
 
 logger = logging.getLogger(__name__)
@@ -80,26 +80,15 @@ def queue_build_claim(*, build_id: int) -> bool:
 
 def queue_builds_sweep(*, now: datetime | None = None) -> int:
     """Requeue running builds whose heartbeat stopped (their worker died); give up after MAX_ATTEMPTS."""
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.FLYWHEEL_JOB_STALE_SECONDS)
-    swept = 0
-    for build in QueueBuild.objects.filter(state=JobState.RUNNING, heartbeat_at__lt=cutoff):
-        stale = QueueBuild.objects.filter(pk=build.pk, state=JobState.RUNNING, heartbeat_at__lt=cutoff)
-        if build.attempts >= MAX_ATTEMPTS:
-            swept += stale.update(
-                state=JobState.FAILED, finished_at=now, message=ERROR_WORKER_LOST_FINAL.format(limit=MAX_ATTEMPTS)
-            )
-            continue
-        with transaction.atomic():
-            updated = stale.update(
-                state=JobState.QUEUED,
-                progress=0.0,
-                message=ERROR_WORKER_LOST.format(attempt=build.attempts, limit=MAX_ATTEMPTS),
-            )
-            if updated:
-                queue_build_enqueue(build=build)
-        swept += updated
-    return swept
+    return stale_jobs_sweep(
+        QueueBuild,
+        enqueue=lambda build: queue_build_enqueue(build=build),
+        lost=ERROR_WORKER_LOST,
+        lost_final=ERROR_WORKER_LOST_FINAL,
+        now=now,
+        reset={"progress": 0.0},
+        max_attempts=MAX_ATTEMPTS,
+    )
 
 
 def queue_build_execute(*, build_id: int, on_progress: ProgressCallback | None = None) -> QueueBuild | None:

@@ -191,6 +191,8 @@ def queue_plan(*, project: Project, step: Callable[[float, str], None] | None = 
                 other_full[positions], conf_full[positions] = other, confidence
                 found = sources.disagreement(pool_proba, other_full, conf_full, labels)
                 proposals.append(_to_ids(found.top(slots_hint["llm_disagrees"]), pool))
+                # Where the LLM agrees with the model but is itself unsure, people should look first too.
+                proposals.append(_llm_unsure(pool, positions, other, confidence, labels, slots_hint["llm_disagrees"]))
             if labeling.curriculum_items:
                 ease = sources.curriculum_ease(pool_proba)
                 easiest = np.argsort(-ease, kind="stable")[: min(len(pool), labeling.curriculum_items * 5)]
@@ -200,15 +202,8 @@ def queue_plan(*, project: Project, step: Callable[[float, str], None] | None = 
         llm = llm_opinions(project, pool, label_index) if len(pool) else None
         if llm is not None:
             positions, other, confidence = llm
-            order = np.argsort(confidence, kind="stable")[: slots_hint["uncertain"]]
-            proposals.append(
-                sources.Candidates(
-                    "uncertain",
-                    pool[positions[order]],
-                    1.0 - confidence[order],
-                    tuple(REASON_LLM_UNSURE.format(label=labels[other[i]], confidence=confidence[i]) for i in order),
-                )
-            )
+            unsure = _llm_unsure(pool, positions, other, confidence, labels, slots_hint["uncertain"])
+            proposals.append(sources.Candidates("uncertain", unsure.index, unsure.score, unsure.reason))
         lap("cold_start")
 
     # Enough to fill the whole slice: exploration takes the slots of sources that have nothing to propose.
@@ -268,6 +263,19 @@ def queue_plan(*, project: Project, step: Callable[[float, str], None] | None = 
         model=model_version,
         composition=composition,
         timings=timings,
+    )
+
+
+def _llm_unsure(
+    pool: np.ndarray, positions: np.ndarray, other: np.ndarray, confidence: np.ndarray, labels: list[str], limit: int
+) -> sources.Candidates:
+    """The examples the LLM was least sure about (score 1 - its confidence), as an llm_disagrees proposal."""
+    order = np.argsort(confidence, kind="stable")[:limit]
+    return sources.Candidates(
+        "llm_disagrees",
+        pool[positions[order]],
+        1.0 - confidence[order],
+        tuple(REASON_LLM_UNSURE.format(label=labels[other[i]], confidence=confidence[i]) for i in order),
     )
 
 

@@ -39,6 +39,7 @@ from models_app.models import ModelVersion, ModelVersionStatus, TrainingRun, Tra
 from models_app.project_settings import learning_settings_get
 
 from .features import feature_set_get_or_create, features_compute, features_load, featurizer_build
+from .jobs import stale_jobs_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -291,26 +292,15 @@ def training_triggers_check(*, now: datetime | None = None) -> list[TrainingRun]
 
 def training_runs_sweep(*, now: datetime | None = None) -> int:
     """Requeue running runs whose heartbeat stopped (their worker died); give up after MAX_ATTEMPTS."""
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.FLYWHEEL_JOB_STALE_SECONDS)
-    swept = 0
-    for run in TrainingRun.objects.filter(state=JobState.RUNNING, heartbeat_at__lt=cutoff):
-        stale = TrainingRun.objects.filter(pk=run.pk, state=JobState.RUNNING, heartbeat_at__lt=cutoff)
-        if run.attempts >= MAX_ATTEMPTS:
-            swept += stale.update(
-                state=JobState.FAILED, finished_at=now, message=ERROR_WORKER_LOST_FINAL.format(limit=MAX_ATTEMPTS)
-            )
-            continue
-        with transaction.atomic():
-            updated = stale.update(
-                state=JobState.QUEUED,
-                progress=0.0,
-                message=ERROR_WORKER_LOST.format(attempt=run.attempts, limit=MAX_ATTEMPTS),
-            )
-            if updated:
-                training_run_enqueue(run=run)
-        swept += updated
-    return swept
+    return stale_jobs_sweep(
+        TrainingRun,
+        enqueue=lambda run: training_run_enqueue(run=run),
+        lost=ERROR_WORKER_LOST,
+        lost_final=ERROR_WORKER_LOST_FINAL,
+        now=now,
+        reset={"progress": 0.0},
+        max_attempts=MAX_ATTEMPTS,
+    )
 
 
 def _finish(run: TrainingRun, *, state: str, message: str, version: ModelVersion | None = None) -> None:

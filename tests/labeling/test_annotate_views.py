@@ -501,16 +501,17 @@ def test_without_a_ranked_suggestion_the_most_confident_llm_label_is_shown(clien
     _show_suggestions(project)
     example = queued[0].example
     ham, spam = (Label.objects.get(project=project, name=name) for name in ("ham", "spam"))
-    for label, confidence, status in [
-        (spam, 0.55, AnnotationStatus.PENDING),
-        (ham, 0.91, AnnotationStatus.ACCEPTED),
-        (spam, 0.99, AnnotationStatus.REJECTED),
+    # One standing label per labeler and example: two labelers, one of them also rejected once.
+    for label, confidence, status, labeler in [
+        (spam, 0.55, AnnotationStatus.PENDING, "smollm2"),
+        (ham, 0.91, AnnotationStatus.ACCEPTED, "gpt-judge"),
+        (spam, 0.99, AnnotationStatus.REJECTED, "gpt-judge"),
     ]:
         Annotation.objects.create(
             example=example,
             label=label,
             kind=AnnotationKind.LLM,
-            labeler_name="gpt-judge",
+            labeler_name=labeler,
             confidence=confidence,
             status=status,
         )

@@ -352,19 +352,28 @@ def test_blend_invariants(inputs: tuple[list[Candidates], dict[str, float], dict
     assert_slice_invariants(result, size, exclude)
 
     owner = reference_owners(sources, weights, quotas, exclude)
-    owned: dict[str, list[float]] = {}
-    for rank_score, name in owner.values():
-        owned.setdefault(name, []).append(rank_score)
+    offered: dict[tuple[str, int], float] = {}
+    for candidates in sources:
+        weight = weights.get(candidates.source, 1.0)
+        for example_id, score in zip(candidates.index.tolist(), candidates.score.tolist(), strict=True):
+            key = (candidates.source, example_id)
+            if example_id not in exclude:
+                offered[key] = max(offered.get(key, float("-inf")), score * weight)
     for pick in result.picks:
-        assert owner[pick.example_id] == (pytest.approx(pick.rank_score), pick.source)
+        # Every pick is one of its source's own proposals, at that proposal's score x weight.
+        assert offered[(pick.source, pick.example_id)] == pytest.approx(pick.rank_score)
         assert pick.rank_score == pytest.approx(pick.score * weights.get(pick.source, 1.0))
 
     # The slice is as full as the candidates of sources with a quota allow.
     assert len(result.picks) == min(size, len(owner))
-    # Each source contributes its best owned candidates.
-    for name, count in result.picked.items():
-        picked_scores = sorted((pick.rank_score for pick in result.picks if pick.source == name), reverse=True)
-        assert picked_scores == pytest.approx(sorted(owned[name], reverse=True)[:count])
+    # No source passed over a better candidate of its own that nobody took.
+    picked_ids = set(result.ids())
+    for name in result.picked:
+        lowest = min(pick.rank_score for pick in result.picks if pick.source == name)
+        free = [
+            rank for (source, example_id), rank in offered.items() if source == name and example_id not in picked_ids
+        ]
+        assert all(rank <= lowest + 1e-9 for rank in free)
 
 
 @hypothesis_settings(max_examples=100, deadline=None)
@@ -394,3 +403,14 @@ def test_blend_never_repeats_a_text(
     owner = reference_owners(sources, weights, quotas, exclude)
     distinct = {text_keys[i] for i in owner}
     assert len(result.picks) <= min(size, len(distinct))
+
+
+def test_a_source_whose_best_items_go_to_a_higher_ranked_source_still_fills_its_share():
+    # The LLM's doubts overlap the model's: the model's uncertainty ranks them higher, so the LLM source takes its
+    # next candidates instead of losing its share.
+    uncertain = make("uncertain", list(range(20)), [0.9] * 20)
+    llm = make("llm_disagrees", [0, 1, 2, 3, 30, 31, 32, 33], [0.3] * 8)
+    result = blend([uncertain, llm], size=10, quotas={"uncertain": 0.8, "llm_disagrees": 0.2})
+    assert result.picked == {"uncertain": 8, "llm_disagrees": 2}
+    assert {pick.example_id for pick in result.picks if pick.source == "llm_disagrees"} == {30, 31}
+    assert result.dropped_contested == 4

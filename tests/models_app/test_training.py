@@ -114,7 +114,7 @@ def test_llm_labels_train_with_their_weight_but_never_enter_the_holdout(project,
         )
     rows, human = services.training_rows(project=project, llm_weight=0.5)
     assert human == 100
-    assert {row.weight for row in rows if row.provenance == "llm"} == {0.5}
+    assert {row.weight for row in rows if row.provenance == "llm-accepted"} == {0.5}
     version = _run(project).model_version
     assert version.holdout["size"] == 20  # only human labels are held out
     # The 5 early LLM labels train; the 5 after the cutoff would be the future and are dropped.
