@@ -649,8 +649,10 @@ def setup_database(
             (ids["project_id"],),
         )
         conn.execute(
-            "INSERT INTO labeling_annotation (example_id, label_id, author_id, labeler_name, kind, status, created_at) "
-            "SELECT e.id, s.label_id, s.author_id, '', 'human', 'submitted', s.labeled_at FROM staging s "
+            "INSERT INTO labeling_annotation (example_id, label_id, author_id, labeler_name, kind, status, created_at, "
+            "labeler_model, prompt_version, probabilities, auto_accepted) "
+            "SELECT e.id, s.label_id, s.author_id, '', 'human', 'submitted', s.labeled_at, '', '', '{}'::jsonb, false "
+            "FROM staging s "
             "JOIN labeling_example e ON e.project_id = %s AND e.content_hash = s.content_hash ORDER BY s.n",
             (ids["project_id"],),
         )

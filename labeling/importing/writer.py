@@ -27,7 +27,12 @@ _LOOKUP_BATCH = 500
 _ROWS_TABLE = "flywheel_import_rows"
 _LABELS_TABLE = "flywheel_import_labels"
 _EXAMPLE_COLUMNS = "(project_id, text, meta, observed_at, content_hash, origin, ingested_at, import_job_id)"
-_ANNOTATION_COLUMNS = "(example_id, label_id, labeler_name, kind, status, created_at, import_job_id)"
+# The LLM-label columns are written as their empty values: imported labels have no model, prompt or probabilities.
+_ANNOTATION_COLUMNS = (
+    "(example_id, label_id, labeler_name, kind, status, created_at, import_job_id, "
+    "labeler_model, prompt_version, probabilities, auto_accepted)"
+)
+_ANNOTATION_LLM_EMPTY = "'', '', '{}'::jsonb, false"
 _INSERT_EXAMPLES = (
     f"INSERT INTO {Example._meta.db_table} {_EXAMPLE_COLUMNS} "
     "SELECT %(project)s, text, meta::jsonb, observed_at, content_hash, %(origin)s, %(now)s, %(job)s "
@@ -41,7 +46,7 @@ _INSERT_EXAMPLES_AND_LABELS = (
     f"placed AS MATERIALIZED (SELECT r.n, ins.id FROM {_ROWS_TABLE} r "
     "LEFT JOIN ins ON ins.content_hash = r.content_hash), "
     f"ann AS (INSERT INTO {Annotation._meta.db_table} {_ANNOTATION_COLUMNS} "
-    "SELECT p.id, l.label_id, l.labeler, %(kind)s, %(status)s, %(now)s, %(job)s "
+    f"SELECT p.id, l.label_id, l.labeler, %(kind)s, %(status)s, %(now)s, %(job)s, {_ANNOTATION_LLM_EMPTY} "
     f"FROM {_LABELS_TABLE} l JOIN placed p ON p.n = l.n WHERE p.id IS NOT NULL RETURNING 1) "
     "SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM ann), "
     "ARRAY(SELECT n FROM placed WHERE id IS NULL)"
@@ -53,7 +58,8 @@ _INSERT_LABELS_OF_EXISTING = (
     f"FROM unnest(%(positions)s::integer[]) AS m(n) JOIN {_LABELS_TABLE} l ON l.n = m.n "
     f"JOIN {_ROWS_TABLE} r ON r.n = l.n) "
     f"INSERT INTO {Annotation._meta.db_table} {_ANNOTATION_COLUMNS} "
-    "SELECT e.id, w.label_id, w.labeler, %(kind)s, %(status)s, %(now)s, %(job)s FROM wanted w "
+    f"SELECT e.id, w.label_id, w.labeler, %(kind)s, %(status)s, %(now)s, %(job)s, {_ANNOTATION_LLM_EMPTY} "
+    "FROM wanted w "
     f"CROSS JOIN LATERAL (SELECT id FROM {Example._meta.db_table} "
     "WHERE project_id = %(project)s AND content_hash = w.content_hash LIMIT 1) e "
     "ON CONFLICT DO NOTHING"
