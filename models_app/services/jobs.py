@@ -1,4 +1,4 @@
-"""What every background job of the models room shares: requeueing the ones whose worker died.
+"""What the background jobs of the models room share: single-flight requests, and requeueing dead ones.
 
 Featurizing jobs, training runs, queue builds and pre-labeling jobs each keep their state, attempts and a heartbeat
 on their own row. A worker killed by the OS is not redelivered by the broker, so beat runs a sweep: a running row
@@ -13,12 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from labeling.models import JobState
 
 MAX_ATTEMPTS = 3
+ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
 
 
 def stale_jobs_sweep(
@@ -56,3 +57,28 @@ def stale_jobs_sweep(
                 enqueue(job)
         swept += updated
     return swept
+
+
+def single_flight_request(
+    model: type[models.Model], *, project: Any, enqueue: Callable[[Any], None], **fields: Any
+) -> Any:
+    """Create a queued `model` row for the project and send it to a worker, or return the active one.
+
+    At most one queued or running row per project is a database constraint, so concurrent requests cannot start two.
+    A request while a row is running marks it `follow_up`: it asks for one more run when it ends.
+    """
+    while True:
+        try:
+            with transaction.atomic():
+                job = model.objects.create(project=project, **fields)
+                enqueue(job)
+                return job
+        except IntegrityError:
+            pass
+        active = model.objects.filter(project=project, state__in=ACTIVE_STATES).order_by("-id").first()
+        if active is None:  # it finished between the insert and this read: ask again
+            continue
+        if active.state == JobState.RUNNING:
+            model.objects.filter(pk=active.pk, state=JobState.RUNNING).update(follow_up=True)
+            active.follow_up = True
+        return active

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -21,13 +21,12 @@ from labeling.models import JobState, Project, QueueItem, QueueState
 from labeling.services import queue_slice_replace
 from models_app.models import QueueBuild
 
-from .jobs import stale_jobs_sweep
+from .jobs import single_flight_request, stale_jobs_sweep
 from .queue_plan import queue_plan
 
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
-ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
 MESSAGE_QUEUED = "Waiting for a worker."
 MESSAGE_WRITING = "Putting {count:,} items at the front of the queue."
 MESSAGE_DONE = "Ranked {count:,} items from {pool:,} ready examples{model}: {mix}."
@@ -42,23 +41,14 @@ ProgressCallback = Callable[[QueueBuild], None]
 
 def queue_build_request(*, project: Project, trigger: str, user: Any = None) -> QueueBuild:
     """Queue a rebuild, or coalesce into the active one (a running build gets one follow-up); single-flight."""
-    user_id = getattr(user, "pk", None)
-    try:
-        with transaction.atomic():
-            build = QueueBuild.objects.create(
-                project=project, trigger=trigger, requested_by_id=user_id, message=MESSAGE_QUEUED
-            )
-            queue_build_enqueue(build=build)
-            return build
-    except IntegrityError:
-        pass
-    active = QueueBuild.objects.filter(project=project, state__in=ACTIVE_STATES).order_by("-id").first()
-    if active is None:  # it finished between the insert and this read: ask again
-        return queue_build_request(project=project, trigger=trigger, user=user)
-    if active.state == JobState.RUNNING:
-        QueueBuild.objects.filter(pk=active.pk, state=JobState.RUNNING).update(follow_up=True)
-        active.follow_up = True
-    return active
+    return single_flight_request(
+        QueueBuild,
+        project=project,
+        enqueue=lambda build: queue_build_enqueue(build=build),
+        trigger=trigger,
+        requested_by_id=getattr(user, "pk", None),
+        message=MESSAGE_QUEUED,
+    )
 
 
 def queue_build_enqueue(*, build: QueueBuild) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
@@ -39,7 +39,7 @@ from models_app.models import ModelVersion, ModelVersionStatus, TrainingRun, Tra
 from models_app.project_settings import learning_settings_get
 
 from .features import feature_set_get_or_create, features_compute, features_load, featurizer_build
-from .jobs import stale_jobs_sweep
+from .jobs import ACTIVE_STATES, single_flight_request, stale_jobs_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,6 @@ RANDOM_SPLIT_SEED = 0
 TRAINING_SEED = 0
 # Final answers settle an example: its other human labels are not used when one of these exists.
 _FINAL_KINDS = (AnnotationKind.GOLD, AnnotationKind.ADJUDICATED)
-ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
 
 MESSAGE_QUEUED = "Waiting for a worker."
 MESSAGE_COLLECTING = "Collecting labels."
@@ -73,23 +72,14 @@ def training_run_request(*, project: Project, trigger: str, user: Any = None) ->
     Single-flight per project is a database constraint (one queued or running run), so concurrent requests
     cannot start two runs.
     """
-    user_id = getattr(user, "pk", None)
-    try:
-        with transaction.atomic():
-            run = TrainingRun.objects.create(
-                project=project, trigger=trigger, requested_by_id=user_id, message=MESSAGE_QUEUED
-            )
-            training_run_enqueue(run=run)
-            return run
-    except IntegrityError:
-        pass
-    active = TrainingRun.objects.filter(project=project, state__in=ACTIVE_STATES).order_by("-id").first()
-    if active is None:  # it finished between the insert and this read: ask again
-        return training_run_request(project=project, trigger=trigger, user=user)
-    if active.state == JobState.RUNNING:
-        TrainingRun.objects.filter(pk=active.pk, state=JobState.RUNNING).update(follow_up=True)
-        active.follow_up = True
-    return active
+    return single_flight_request(
+        TrainingRun,
+        project=project,
+        enqueue=lambda run: training_run_enqueue(run=run),
+        trigger=trigger,
+        requested_by_id=getattr(user, "pk", None),
+        message=MESSAGE_QUEUED,
+    )
 
 
 def training_run_enqueue(*, run: TrainingRun) -> None:
