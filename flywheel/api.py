@@ -24,19 +24,24 @@ from models_app.api import (
     training_job_detail,
 )
 from models_app.api import router as models_router
+from models_app.api_rules import router as rules_router
+from models_app.api_serving import router as serving_router
 
 ERROR_UNAUTHENTICATED = "Authentication required: send `Authorization: Bearer <token>` or log in."
 
 api = NinjaAPI(
     title="Flywheel API",
     version="1",
-    description="Projects, example imports, jobs, exports, the labeling queue, retraining and model versions. "
+    description="Projects, example imports, jobs, exports, the labeling queue, retraining, model versions, "
+    "publishing and predictions. "
     "Authenticate with `Authorization: Bearer <token>` (see `manage.py create_api_token`) or a browser session.",
     urls_namespace="api",
     auth=api_auth(),
 )
 api.add_router("/", labeling_router)
 api.add_router("/", models_router)
+api.add_router("/", serving_router)
+api.add_router("/", rules_router)
 
 IMPORT_JOB_PREFIX = "import-"
 ERROR_BAD_JOB_ID = (

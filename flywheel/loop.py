@@ -7,8 +7,15 @@ rooms call in here lazily (inside functions), so importing `labeling` never impo
 from __future__ import annotations
 
 from labeling.models import ImportJob
-from models_app.models import FeatureJob, ModelVersion, PrelabelJob, QueueBuild, QueueBuildTrigger
-from models_app.services import feature_job_request, queue_build_request, ranking_model_get
+from models_app.models import FeatureJob, GateDecision, ModelVersion, PrelabelJob, QueueBuild, QueueBuildTrigger
+from models_app.project_settings import serving_settings_get
+from models_app.services import (
+    feature_job_request,
+    model_version_gate,
+    model_version_publish,
+    queue_build_request,
+    ranking_model_get,
+)
 
 
 def import_succeeded(*, job: ImportJob) -> FeatureJob | None:
@@ -23,6 +30,22 @@ def import_succeeded(*, job: ImportJob) -> FeatureJob | None:
         # Cold start: spread the first items over the data's groups (and the LLM's doubts) instead of pure chance.
         queue_build_request(project=job.project, trigger=QueueBuildTrigger.IMPORT, user=job.created_by)
     return feature_job
+
+
+def model_version_evaluated(*, version: ModelVersion) -> GateDecision:
+    """Put a freshly evaluated version through the gate; publish it when it passes and the project auto-publishes.
+
+    A version that fails is rejected and the published one keeps serving.
+    """
+    decision = model_version_gate(version=version)
+    if decision.passed and serving_settings_get(version.project).auto_publish:
+        model_version_publish(version=version)
+    return decision
+
+
+def model_version_published(*, version: ModelVersion, user: object = None) -> QueueBuild:
+    """Re-rank the queue with the model that now serves (after a manual publish or rollback)."""
+    return queue_build_request(project=version.project, trigger=QueueBuildTrigger.MODEL, user=user)
 
 
 def model_version_trained(*, version: ModelVersion) -> QueueBuild:

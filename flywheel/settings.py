@@ -216,6 +216,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "models_app.tasks.prelabel_jobs_sweep_task",
         "schedule": 60.0,
     },
+    "ingest-lost-feedback": {
+        "task": "models_app.tasks.feedback_sweep_task",
+        "schedule": 60.0,
+    },
     "start-due-retraining": {
         "task": "models_app.tasks.training_triggers_check_task",
         "schedule": 60.0,

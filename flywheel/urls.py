@@ -13,6 +13,7 @@ urlpatterns = [
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
+    path("", include("flywheel.urls_pages")),
     path("", include("models_app.urls")),
     path("", include("labeling.urls")),
 ]

@@ -218,6 +218,54 @@ def queue_settings_parse(data: dict[str, Any]) -> QueueSettings:
     return settings
 
 
+@dataclass(frozen=True)
+class ServingSettings:
+    """How a model reaches users: the gate's thresholds, publishing, and which predictions come back as work."""
+
+    # Publish a candidate that passes the gate right away; off, an admin publishes it from its page.
+    auto_publish: bool = True
+    # The candidate's macro-F1 may be at most this much below the published model's.
+    gate_tolerance: float = 0.0
+    # No class's recall may drop by more than this against the published model.
+    gate_recall_drop: float = 0.05
+    # The shared holdout needs at least this many examples for the gate to decide.
+    gate_min_holdout: int = 30
+    # Predictions below this confidence, and abstentions, become feedback examples in the queue.
+    feedback_threshold: float = 0.6
+    # Turn feedback off to serve without adding examples to the project.
+    feedback: bool = True
+
+
+SERVING_BOUNDS: dict[str, tuple[float, float]] = {
+    "gate_tolerance": (0.0, 0.5),
+    "gate_recall_drop": (0.0, 1.0),
+    "gate_min_holdout": (1, 100_000),
+    "feedback_threshold": (0.0, 1.0),
+}
+
+
+def serving_settings_get(project: Project) -> ServingSettings:
+    """Return the project's serving settings; each missing or unusable stored value falls back to its default."""
+    return settings_section_get(project, "serving", serving_settings_parse)
+
+
+def serving_settings_parse(data: dict[str, Any]) -> ServingSettings:
+    """Validate a dict of serving settings (missing keys keep their defaults); raise ValueError with a clear message."""
+    defaults = ServingSettings()
+    values: dict[str, Any] = {}
+    for item in fields(ServingSettings):
+        name = item.name
+        default = getattr(defaults, name)
+        raw = data.get(name, default)
+        if isinstance(default, bool):
+            if not isinstance(raw, bool):
+                raise ValueError(ERROR_SETTING_TYPE.format(name=name, expected="true or false"))
+            values[name] = raw
+        else:
+            values[name] = setting_number_parse(name, raw, default=default, bounds=SERVING_BOUNDS[name])
+    return ServingSettings(**values)
+
+
 __all__ = [
     "ERROR_SETTING_CHOICE",
     "ERROR_SETTING_RANGE",
@@ -232,4 +280,7 @@ __all__ = [
     "QueueSettings",
     "queue_settings_get",
     "queue_settings_parse",
+    "ServingSettings",
+    "serving_settings_get",
+    "serving_settings_parse",
 ]

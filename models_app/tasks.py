@@ -59,3 +59,15 @@ def prelabel_job_execute_task(job_id: int) -> None:
 def prelabel_jobs_sweep_task() -> int:
     """Requeue pre-labeling jobs whose worker died mid-job."""
     return services.prelabel_jobs_sweep()
+
+
+@shared_task(acks_late=True)
+def feedback_ingest_task(log_id: int) -> None:
+    """Queue a prediction call's uncertain inputs as feedback examples; a repeat finds them claimed and stops."""
+    services.feedback_ingest(log_id=log_id)
+
+
+@shared_task
+def feedback_sweep_task() -> int:
+    """Ingest feedback whose task was lost."""
+    return services.feedback_sweep()

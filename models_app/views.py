@@ -72,6 +72,8 @@ def model_list(request: HttpRequest, *, project: Project, role: str) -> HttpResp
     page = Paginator(selectors.model_version_list(project=project), PAGE_SIZE).get_page(request.GET.get("page"))
     if request.htmx:
         return render(request, "models_app/model_list.html#versions", page_context(request, project, role, page=page))
+    from .views_serving import serving_history
+
     run = selectors.training_run_latest(project=project)
     learning = learning_settings_get(project)
     human_labels = services.human_label_count(project=project)
@@ -84,6 +86,8 @@ def model_list(request: HttpRequest, *, project: Project, role: str) -> HttpResp
         holdout_percent=round(learning.holdout_share * 100),
         human_labels=human_labels,
         labels_since_run=max(human_labels - run.labels_at_start, 0) if run is not None else human_labels,
+        deployment=services.deployment_get(project_id=project.pk),
+        history=serving_history(project),
         **_run_context(run),
     )
     return render(request, "models_app/model_list.html", context)
@@ -113,7 +117,9 @@ def model_detail(request: HttpRequest, *, project: Project, role: str, number: i
     version = selectors.model_version_get(project=project, number=number)
     if version is None:
         raise Http404(ERROR_NO_VERSION.format(number=number))
-    context = page_context(request, project, role, version=version, **_report_context(version))
+    from .views_serving import gate_context
+
+    context = page_context(request, project, role, version=version, **_report_context(version), **gate_context(version))
     return render(request, "models_app/model_detail.html", context)
 
 

@@ -23,9 +23,14 @@ def _empty_cache():
     """Start every test with an empty cache: cached counts are keyed by ids that tests reuse."""
     from django.core.cache import cache
 
+    from models_app.services import model_cache_clear, serving_refresh
+
     cache.clear()
+    serving_refresh()
+    model_cache_clear()
     yield
     cache.clear()
+    serving_refresh()
 
 
 @pytest.fixture

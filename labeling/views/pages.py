@@ -40,11 +40,15 @@ def project_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @project_view(ProjectRole.ANNOTATOR)
 def project_overview(request: HttpRequest, *, project: Project, role: str) -> HttpResponse:
-    """Show the project's labels, counts and recent imports, with links to what the role allows."""
+    """Show what to do next, the project's labels, counts and recent imports, with links to what the role allows."""
+    # Imported here: the labeling room never imports the flywheel (nor, through it, models_app) at load time.
+    from flywheel.dashboard import next_steps
+
     context = page_context(
         request,
         project,
         role,
+        steps=next_steps(project, role),
         counts=selectors.project_counts(project=project),
         labels=selectors.label_list_with_counts(project=project),
         jobs=selectors.import_job_list(project=project, limit=5),

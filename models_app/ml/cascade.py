@@ -34,6 +34,8 @@ DEFAULT_QUOTAS: dict[str, float] = {
     "exploration": 0.1,
 }
 DEFAULT_WEIGHTS: dict[str, float] = dict.fromkeys(SOURCES, 1.0)
+# Which source keeps an example two sources rank equally: the most specific reason first.
+TIE_ORDER = ("feedback", "label_error", "llm_disagrees", "hard_negative", "uncertain", "exploration")
 UNKNOWN_SOURCE = "Unknown queue source {name!r}: choose from " + ", ".join(SOURCES) + "."
 QUOTAS_EMPTY = "At least one source needs a quota above 0."
 
@@ -136,9 +138,11 @@ def _fill(
     keys: set[str] = set()
     contested: set[tuple[str, int]] = set()
     exact: set[int] = set()
+    # On equal score x weight the more specific source wins: a production prediction's own uncertainty makes it a
+    # feedback item rather than one more uncertain one.
     order = sorted(
         ((entry[2], position, name, entry) for name, items in lists.items() for position, entry in enumerate(items)),
-        key=lambda item: -item[0],
+        key=lambda item: (-item[0], TIE_ORDER.index(item[2]) if item[2] in TIE_ORDER else len(TIE_ORDER)),
     )
     slots: dict[str, int] = {}
     for _ in range(3):

@@ -233,7 +233,11 @@ def save_artifact(model: Any, path: str | os.PathLike[str]) -> str:
     """Write the model as a skops file atomically and return the sha256 hex digest to record with it."""
     import skops.io
 
-    data = skops.io.dumps(model)
+    return _write_atomically(skops.io.dumps(model), path)
+
+
+def _write_atomically(data: bytes, path: str | os.PathLike[str]) -> str:
+    """Write bytes to a temporary file beside `path`, flush them to disk, rename it over `path`; return the sha256."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -276,3 +280,51 @@ def load_artifact(path: str | os.PathLike[str], sha256: str) -> Any:
     if not isinstance(classifier, LogisticRegression | SGDClassifier):
         raise ArtifactError(ARTIFACT_WRONG_KIND)
     return model
+
+
+SPLIT_MISSING = "The model's record of its training and holdout examples is missing or unreadable."
+SPLIT_CHECKSUM_MISMATCH = "The model's split file does not match its recorded checksum; refusing to read it."
+
+
+@dataclass(frozen=True)
+class SplitRecord:
+    """The example ids a model trained on, and its holdout's ids with their true labels."""
+
+    train_ids: np.ndarray
+    holdout_ids: np.ndarray
+    holdout_labels: np.ndarray
+
+
+def save_split(record: SplitRecord, path: str | os.PathLike[str]) -> str:
+    """Write the split as an .npz of plain arrays (readable without pickle) and return its sha256."""
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        train_ids=np.asarray(record.train_ids, dtype=np.int64),
+        holdout_ids=np.asarray(record.holdout_ids, dtype=np.int64),
+        holdout_labels=np.asarray([str(label) for label in record.holdout_labels], dtype=np.str_),
+    )
+    return _write_atomically(buffer.getvalue(), path)
+
+
+def load_split(path: str | os.PathLike[str], sha256: str) -> SplitRecord:
+    """Read a split written by ``save_split`` if its bytes match ``sha256``; never unpickles."""
+    import io
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise ArtifactError(SPLIT_MISSING) from error
+    if not hmac.compare_digest(hashlib.sha256(data).hexdigest().encode(), sha256.lower().encode()):
+        raise ArtifactError(SPLIT_CHECKSUM_MISMATCH)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            return SplitRecord(
+                train_ids=arrays["train_ids"],
+                holdout_ids=arrays["holdout_ids"],
+                holdout_labels=arrays["holdout_labels"],
+            )
+    except (ValueError, KeyError, OSError) as error:
+        raise ArtifactError(SPLIT_MISSING) from error

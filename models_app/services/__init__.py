@@ -19,6 +19,17 @@ from .features import (
     features_verify,
     featurizer_build,
 )
+from .gate import deployment_get, model_version_gate, rule_specs
+from .predict import (
+    MAX_TEXT_CHARS,
+    MAX_TEXTS,
+    PredictError,
+    PredictResult,
+    feedback_ingest,
+    feedback_sweep,
+    predict,
+    serving_refresh,
+)
 from .prelabel import (
     PrelabelError,
     prelabel_job_cancel,
@@ -26,6 +37,7 @@ from .prelabel import (
     prelabel_job_request,
     prelabel_jobs_sweep,
 )
+from .publishing import PublishError, model_version_publish, rules_publish
 from .queue_builds import (
     queue_build_claim,
     queue_build_enqueue,
@@ -35,6 +47,16 @@ from .queue_builds import (
     ready_by_reason,
 )
 from .queue_plan import queue_plan, ranking_model_get
+from .rules import (
+    preview_summary,
+    preview_worse,
+    rule_set_get,
+    rule_set_list,
+    rule_set_publish,
+    rule_set_save,
+    rules_preview,
+)
+from .scoring import holdout_load, model_cache_clear, model_load, split_load, version_proba
 from .training import (
     human_label_count,
     training_rows,
@@ -48,6 +70,25 @@ from .training import (
 from .trust import trust_get, trust_pairs, trust_preview
 
 __all__ = [
+    "MAX_TEXTS",
+    "MAX_TEXT_CHARS",
+    "PredictError",
+    "PredictResult",
+    "PublishError",
+    "deployment_get",
+    "feedback_ingest",
+    "feedback_sweep",
+    "holdout_load",
+    "model_cache_clear",
+    "model_load",
+    "model_version_gate",
+    "model_version_publish",
+    "predict",
+    "rule_specs",
+    "serving_refresh",
+    "rules_publish",
+    "split_load",
+    "version_proba",
     "PrelabelError",
     "prelabel_job_cancel",
     "prelabel_job_execute",
@@ -87,4 +128,11 @@ __all__ = [
     "features_load",
     "features_verify",
     "featurizer_build",
+    "preview_summary",
+    "preview_worse",
+    "rule_set_get",
+    "rule_set_list",
+    "rule_set_publish",
+    "rule_set_save",
+    "rules_preview",
 ]

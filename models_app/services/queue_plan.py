@@ -70,12 +70,17 @@ class Plan:
 
 
 def ranking_model_get(*, project: Project) -> ModelVersion | None:
-    """Return the model that ranks the queue: the published version, else the newest evaluated one."""
+    """Return the model that ranks the queue: the published version, else the newest trained one.
+
+    Before anything is published, even a version the gate rejected (often for a holdout still too small to judge)
+    knows more about where it is unsure than random order does, so it ranks the queue; it never serves.
+    """
     versions = ModelVersion.objects.filter(project=project).exclude(artifact_path="")
     published = versions.filter(status=ModelVersionStatus.PUBLISHED).first()
     if published is not None:
         return published
-    return versions.filter(status=ModelVersionStatus.EVALUATED).order_by("-number").first()
+    ranked = (ModelVersionStatus.EVALUATED, ModelVersionStatus.REJECTED)
+    return versions.filter(status__in=ranked).order_by("-number").first()
 
 
 def queue_plan(*, project: Project, step: Callable[[float, str], None] | None = None) -> Plan:

@@ -34,7 +34,15 @@ from labeling.models import (
     Project,
 )
 from models_app.ml.timesplit import HUMAN, LLM, LabeledRow, Split, random_split, time_split
-from models_app.ml.training import TrainingConfig, describe_model, evaluate_model, save_artifact, train_model
+from models_app.ml.training import (
+    SplitRecord,
+    TrainingConfig,
+    describe_model,
+    evaluate_model,
+    save_artifact,
+    save_split,
+    train_model,
+)
 from models_app.models import ModelVersion, ModelVersionStatus, TrainingRun, TrainingTrigger
 from models_app.project_settings import learning_settings_get
 
@@ -58,6 +66,10 @@ MESSAGE_TRAINING = "Training on {train:,} labels, holding out the newest {holdou
 MESSAGE_RANDOM = "Training the random-split comparison."
 MESSAGE_SAVING = "Saving the model."
 MESSAGE_DONE = "Model v{number}: macro-F1 {macro_f1:.3f}, accuracy {accuracy:.3f} on the newest {holdout:,} labels."
+MESSAGE_GATE = "Comparing v{number} with the published model (the gate)."
+MESSAGE_GATE_PASSED = "It passed the gate; publish it from its page."
+MESSAGE_GATE_PUBLISHED = "It passed the gate and now serves."
+MESSAGE_GATE_FAILED = "The gate rejected it: {reason}"
 MESSAGE_FOLLOW_UP = "Labels arrived while this run trained: one more run is queued."
 ERROR_WORKER_LOST = "The worker stopped while training (attempt {attempt} of {limit}); the run was queued again."
 ERROR_WORKER_LOST_FINAL = "The worker stopped while training {limit} times; the run was given up."
@@ -160,6 +172,15 @@ def _train(run: TrainingRun, on_progress: ProgressCallback | None) -> ModelVersi
     step(0.9, MESSAGE_SAVING)
     relative = Path(str(project.pk)) / f"run-{run.pk}-attempt-{run.attempts}.skops"
     sha256 = save_artifact(model, Path(settings.ARTIFACT_DIR) / relative)
+    split_relative = relative.with_suffix(".split.npz")
+    split_sha256 = save_split(
+        SplitRecord(
+            train_ids=np.array([rows[index].example_id for index in split.train], dtype=np.int64),
+            holdout_ids=np.array([rows[index].example_id for index in split.holdout], dtype=np.int64),
+            holdout_labels=np.array([rows[index].label for index in split.holdout], dtype=np.str_),
+        ),
+        Path(settings.ARTIFACT_DIR) / split_relative,
+    )
     counts = Counter(rows[index].provenance for index in split.train)
     with transaction.atomic():
         number = (ModelVersion.objects.filter(project=project).aggregate(top=Max("number"))["top"] or 0) + 1
@@ -193,12 +214,28 @@ def _train(run: TrainingRun, on_progress: ProgressCallback | None) -> ModelVersi
             random_split_metrics=random_report,
             artifact_path=str(relative),
             artifact_sha256=sha256,
+            split_path=str(split_relative),
+            split_sha256=split_sha256,
             status=ModelVersionStatus.EVALUATED,
             training_run=run,
             trained_at=timezone.now(),
         )
-    run.message = MESSAGE_DONE.format(
-        number=number, macro_f1=report.macro_f1, accuracy=report.accuracy, holdout=len(split.holdout)
+    step(0.95, MESSAGE_GATE.format(number=number))
+    from flywheel.loop import model_version_evaluated
+
+    decision = model_version_evaluated(version=version)
+    version.refresh_from_db()
+    verdict = (
+        MESSAGE_GATE_PASSED if decision.passed else MESSAGE_GATE_FAILED.format(reason=(decision.reasons or [""])[0])
+    )
+    if version.status == ModelVersionStatus.PUBLISHED:
+        verdict = MESSAGE_GATE_PUBLISHED
+    run.message = (
+        MESSAGE_DONE.format(
+            number=number, macro_f1=report.macro_f1, accuracy=report.accuracy, holdout=len(split.holdout)
+        )
+        + " "
+        + verdict
     )
     return version
 

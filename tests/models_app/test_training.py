@@ -39,7 +39,9 @@ def test_a_run_trains_evaluates_on_the_newest_labels_and_records_a_version(proje
     run = _run(project)
     assert run.state == JobState.SUCCEEDED, run.message
     version = ModelVersion.objects.get(project=project)
-    assert (version.number, version.status, run.model_version_id) == (1, ModelVersionStatus.EVALUATED, version.pk)
+    # 24 holdout examples are below the gate's minimum (30): the version is kept, rejected, and does not serve.
+    assert (version.number, version.status, run.model_version_id) == (1, ModelVersionStatus.REJECTED, version.pk)
+    assert version.split_path and version.split_sha256
     assert run.progress == 1.0 and "macro-F1" in run.message
     # The holdout is the newest 20% of the human labels, by source time.
     assert version.holdout["size"] == 24

@@ -142,6 +142,12 @@ class ModelVersion(models.Model):
     random_split_metrics = models.JSONField(default=dict, blank=True)
     artifact_path = models.CharField(max_length=1024, blank=True, help_text="Relative to settings.ARTIFACT_DIR.")
     artifact_sha256 = models.CharField(max_length=64, blank=True)
+    split_path = models.CharField(
+        max_length=1024,
+        blank=True,
+        help_text="The example ids it trained on and its holdout's (an .npz of integers), relative to ARTIFACT_DIR.",
+    )
+    split_sha256 = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=16, choices=ModelVersionStatus.choices, default=ModelVersionStatus.TRAINING)
     status_reason = models.TextField(blank=True)
     training_run = models.ForeignKey("TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -232,6 +238,7 @@ class QueueBuildTrigger(models.TextChoices):
     BUTTON = "button", "Rebuild button"
     API = "api", "API"
     SETTINGS = "settings", "Queue settings changed"
+    FEEDBACK = "feedback", "Uncertain predictions fed back"
 
 
 class QueueBuild(models.Model):

@@ -1,0 +1,51 @@
+"""The models room's tables: the feature store, jobs and model versions (`training`), and what serves (`serving`)."""
+
+from .serving import (
+    Deployment,
+    DeploymentAction,
+    DeploymentEvent,
+    GateDecision,
+    PredictionLog,
+    Rule,
+    RuleAction,
+    RuleSet,
+)
+from .training import (
+    FeatureJob,
+    FeatureSet,
+    FeatureShard,
+    FeaturizerName,
+    ModelVersion,
+    ModelVersionStatus,
+    PrelabelJob,
+    PrelabelSelection,
+    PrelabelState,
+    QueueBuild,
+    QueueBuildTrigger,
+    TrainingRun,
+    TrainingTrigger,
+)
+
+__all__ = [
+    "Deployment",
+    "DeploymentAction",
+    "DeploymentEvent",
+    "FeatureJob",
+    "FeatureSet",
+    "FeatureShard",
+    "FeaturizerName",
+    "GateDecision",
+    "ModelVersion",
+    "ModelVersionStatus",
+    "PredictionLog",
+    "PrelabelJob",
+    "PrelabelSelection",
+    "PrelabelState",
+    "QueueBuild",
+    "QueueBuildTrigger",
+    "Rule",
+    "RuleAction",
+    "RuleSet",
+    "TrainingRun",
+    "TrainingTrigger",
+]

@@ -1,0 +1,78 @@
+"""The gate and publishing on the model pages: what each role sees, overriding with a reason, rolling back."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from models_app import services
+from models_app.models import Deployment, DeploymentAction, DeploymentEvent, GateDecision, TrainingTrigger
+
+from .factories import labeled_project
+from .test_serving import _shuffle_training_labels
+
+pytestmark = pytest.mark.django_db
+
+
+def _train(project):
+    run = services.training_run_request(project=project, trigger=TrainingTrigger.BUTTON)
+    return services.training_run_execute(run_id=run.pk)
+
+
+@pytest.fixture
+def two_versions(project, users):
+    """v1 passes and serves; v2, trained on shuffled labels, is rejected."""
+    examples = labeled_project(project, users["annotator"], count=200)
+    _train(project)
+    _shuffle_training_labels(project, examples)
+    _train(project)
+
+
+def test_the_model_page_shows_the_gate_checks_and_both_models_scores(project, users, client_for, two_versions):
+    page = client_for(users["reviewer"]).get(reverse("models_app:model_detail", args=[project.slug, 2]))
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert 'Gate: <span class="gate-verdict is-fail">failed</span>' in html
+    assert "against the published v1" in html
+    for title in ("Holdout size", "Macro-F1", "Recall per label", "Business rules on top"):
+        assert title in html
+    assert "v1 (published)" in html
+    # Reviewers see no publish form.
+    assert "model_publish" not in html and "Publish v2 over the gate" not in html
+
+    served = client_for(users["reviewer"]).get(reverse("models_app:model_detail", args=[project.slug, 1]))
+    assert "v1 serves predictions now" in served.content.decode()
+    listing = client_for(users["reviewer"]).get(reverse("models_app:model_list", args=[project.slug]))
+    assert "answers predictions" in listing.content.decode()
+
+
+def test_an_admin_overrides_the_gate_with_a_reason_and_rolls_back(project, users, client_for, two_versions):
+    admin = client_for(users["admin"])
+    url = reverse("models_app:model_publish", args=[project.slug, 2])
+    page = admin.get(reverse("models_app:model_detail", args=[project.slug, 2])).content.decode()
+    assert "Publish v2 over the gate" in page and 'name="reason"' in page
+
+    refused = admin.post(url, {"reason": ""}, follow=True)
+    assert "needs a written reason" in refused.content.decode()
+    assert Deployment.objects.get(project=project).model_version.number == 1
+
+    done = admin.post(url, {"reason": "Needed for the <b>launch</b>"}, follow=True)
+    html = done.content.decode()
+    assert "Model v2 now serves predictions" in html
+    assert "Needed for the &lt;b&gt;launch&lt;/b&gt;" in html  # the reason is shown, escaped
+    assert Deployment.objects.get(project=project).model_version.number == 2
+    assert GateDecision.objects.get(model_version__number=2).override_reason == "Needed for the <b>launch</b>"
+
+    back_page = admin.get(reverse("models_app:model_detail", args=[project.slug, 1])).content.decode()
+    assert "Roll back to v1" in back_page
+    admin.post(reverse("models_app:model_publish", args=[project.slug, 1]))
+    assert Deployment.objects.get(project=project).model_version.number == 1
+    assert DeploymentEvent.objects.filter(project=project).first().action == DeploymentAction.ROLLBACK
+
+
+def test_only_admins_may_publish(project, users, client_for, two_versions):
+    url = reverse("models_app:model_publish", args=[project.slug, 2])
+    assert client_for(users["reviewer"]).post(url, {"reason": "x"}).status_code == 403
+    assert client_for(users["outsider"]).post(url, {"reason": "x"}).status_code == 404
+    assert client_for(users["admin"]).get(url).status_code == 405
+    assert Deployment.objects.get(project=project).model_version.number == 1
