@@ -115,7 +115,7 @@ def queue_claim(request: HttpRequest, slug: str) -> Status[Any]:
     claim = services.queue_claim_next(project=project, user=request.auth)
     if claim is None:
         return Status(204, None)
-    labels = selectors.label_names(project=project)
+    labels = claim.labels if claim.labels is not None else selectors.label_names(project=project)
     return Status(200, _claim_out(claim, labels))
 
 

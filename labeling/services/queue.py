@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from labeling.models import (
     AnnotationKind,
     AnnotationStatus,
     Example,
+    Label,
     Project,
     QueueItem,
     QueueReason,
@@ -52,19 +54,23 @@ class Claim:
 
     item: QueueItem
     resumed: bool
+    # The project's label names in display order, when the claim's statement brought them along.
+    labels: list[str] | None = None
 
 
 def _live_status_sql() -> str:
     return ", ".join(f"'{status}'" for status in LIVE_STATUSES)
 
 
-def _claim_sql(*, skipped: bool, curriculum: bool = False, wait: bool = False) -> str:
+def _claim_sql(*, skipped: bool, curriculum: bool = False, wait: bool = False, fetch: bool = False) -> str:
     """Return the claim statement: lease the best ready row this user may take, in one UPDATE.
 
     Pass one skips examples the user skipped; pass two, used only when pass one finds nothing, serves the
     skipped ones, oldest skip first, so a skipped item comes back to its annotator last. `curriculum` limits
     pass one to curriculum items, easiest (highest score) first, for an annotator's first labels. `wait` locks
     without skipping: the last resort when every ready row was locked, as during a queue rebuild's commit.
+    `fetch` (PostgreSQL) returns the leased row with its example and the project's label names in the same
+    statement, instead of its id alone.
     """
     queue = QueueItem._meta.db_table
     annotation = Annotation._meta.db_table
@@ -91,7 +97,7 @@ def _claim_sql(*, skipped: bool, curriculum: bool = False, wait: bool = False) -
         if curriculum:
             skip_filter += f" AND q.reason_code = '{QueueReason.CURRICULUM}'"
             order = "q.score DESC, q.id"
-    return f"""
+    update = f"""
         UPDATE {queue}
            SET state = 'leased', lease_owner_id = %(user)s, lease_id = %(lease)s,
                leased_at = %(now)s, lease_expires_at = %(expires)s
@@ -108,8 +114,18 @@ def _claim_sql(*, skipped: bool, curriculum: bool = False, wait: bool = False) -
                    {fence})
                {skip_filter}
              ORDER BY {order}
-             LIMIT 1 {lock})
-        RETURNING id"""
+             LIMIT 1 {lock})"""
+    if not fetch:
+        return f"{update}\n        RETURNING id"
+    # The CTE's RETURNING carries the row as updated (a read of the table here would see it as it was before).
+    returned = ", ".join(f'"{field.column}"' for field in QueueItem._meta.concrete_fields)
+    label = Label._meta.db_table
+    return f"""
+        WITH leased AS ({update}
+        RETURNING {returned})
+        SELECT leased.*, {rows.columns(Example, "e")},
+               ARRAY(SELECT l.name FROM {label} l WHERE l.project_id = leased.project_id ORDER BY l."order", l.name)
+          FROM leased JOIN {Example._meta.db_table} e ON e.id = leased.example_id"""
 
 
 def _lease_params(*, user: Any, now: datetime, settings: LabelingSettings) -> dict[str, Any]:
@@ -143,9 +159,7 @@ def queue_claim_next(*, project: Project, user: Any, now: datetime | None = None
     for _ in range(CLAIM_ATTEMPTS):
         try:
             with transaction.atomic():
-                if outermost:
-                    _lease_commit_without_flush()
-                claim = _claim_once(project=project, user=user, now=now, settings=settings)
+                claim = _claim_once(project=project, user=user, now=now, settings=settings, no_flush=outermost)
         except IntegrityError:
             # The same user claimed another slot of the same example at the same moment (two tabs): try again.
             continue
@@ -156,22 +170,11 @@ def queue_claim_next(*, project: Project, user: Any, now: datetime | None = None
     return None
 
 
-def _lease_commit_without_flush() -> None:
-    """Let this transaction's commit return before its WAL reaches disk (PostgreSQL only).
-
-    A lease is the one write here that may be lost safely: should the database server crash within the
-    fraction of a second before its WAL is flushed, the item is simply ready again and no label is lost. The
-    claim then does not wait for a disk flush; labels (the submit) still do. Only for a transaction of the
-    claim's own: `SET LOCAL` lasts until the outermost transaction ends.
-    """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-
-
-def _claim_once(*, project: Project, user: Any, now: datetime, settings: LabelingSettings) -> Claim | None:
+def _claim_once(
+    *, project: Project, user: Any, now: datetime, settings: LabelingSettings, no_flush: bool
+) -> Claim | None:
     # Most claims find no held lease: probe for one with a bare statement before loading any row.
-    held_id = _held_lease_id(project=project, user=user, now=now)
+    held_id = _held_lease_id(project=project, user=user, now=now, no_flush=no_flush)
     if held_id is not None:
         held = _item_with_example(held_id)
         held.lease_expires_at = now + timedelta(minutes=settings.lease_minutes)
@@ -182,18 +185,21 @@ def _claim_once(*, project: Project, user: Any, now: datetime, settings: Labelin
         if gold is not None:
             return Claim(item=gold, resumed=False)
     params = {**_lease_params(user=user, now=now, settings=settings), "project": project.pk}
-    passes = [_claim_sql(skipped=False), _claim_sql(skipped=True)]
+    fetch = connection.vendor == "postgresql"
+    passes = [_claim_sql(skipped=False, fetch=fetch), _claim_sql(skipped=True, fetch=fetch)]
     if settings.curriculum_items and _labels_by_user(project=project, user=user, limit=settings.curriculum_items) < (
         settings.curriculum_items
     ):
-        passes.insert(0, _claim_sql(skipped=False, curriculum=True))
+        passes.insert(0, _claim_sql(skipped=False, curriculum=True, fetch=fetch))
     if connection.features.has_select_for_update_skip_locked:
-        passes.append(_claim_sql(skipped=False, wait=True))
+        passes.append(_claim_sql(skipped=False, wait=True, fetch=fetch))
     with rows.cursor() as cursor:
         for sql in passes:
             cursor.execute(sql, params)
             row = cursor.fetchone()
             if row is not None:
+                if fetch:
+                    return Claim(item=_item_from_row(row), resumed=False, labels=list(row[-1]))
                 return Claim(item=_item_with_example(row[0]), resumed=False)
     return None
 
@@ -217,19 +223,35 @@ def _item_with_example(item_id: int) -> QueueItem:
              WHERE q.id = %s""",
         [item_id],
     )
+    return _item_from_row(row)
+
+
+def _item_from_row(row: Sequence[Any]) -> QueueItem:
+    """Build a queue item and its example from a row of the item's columns followed by the example's."""
     item = rows.from_row(QueueItem, row)
     item.example = rows.from_row(Example, row[rows.width(QueueItem) :])
     return item
 
 
-def _held_lease_id(*, project: Project, user: Any, now: datetime) -> int | None:
-    """Return the id of the newest unexpired lease the user holds in the project, or None."""
-    sql = f"""
+def _held_lease_id(*, project: Project, user: Any, now: datetime, no_flush: bool = False) -> int | None:
+    """Return the id of the newest unexpired lease the user holds in the project, or None.
+
+    With `no_flush` on PostgreSQL the same statement lets this transaction's commit return before its WAL
+    reaches disk. A lease is the one write of a claim that may be lost safely: should the database server crash
+    within the fraction of a second before the flush, the item is simply ready again and no label is lost.
+    Labels (the submit) still wait for the flush. `set_config(..., true)` is `SET LOCAL`: it lasts until the
+    outermost transaction ends, so only a transaction of the claim's own asks for it.
+    """
+    probe = f"""
         SELECT id FROM {QueueItem._meta.db_table}
          WHERE lease_owner_id = %s AND state = 'leased' AND project_id = %s AND lease_expires_at > %s
          ORDER BY leased_at DESC, id DESC LIMIT 1"""
+    params = [user.pk, project.pk, _db_time(now)]
     with rows.cursor() as cursor:
-        cursor.execute(sql, [user.pk, project.pk, _db_time(now)])
+        if no_flush and connection.vendor == "postgresql":
+            cursor.execute(f"SELECT set_config('synchronous_commit', 'off', true), ({probe})", params)
+            return cursor.fetchone()[1]
+        cursor.execute(probe, params)
         row = cursor.fetchone()
     return row[0] if row else None
 

@@ -141,7 +141,7 @@ def test_a_claim_commits_without_waiting_for_the_disk_but_a_label_waits(project,
     user = users["annotator"]
     with CaptureQueriesContext(connection) as queries:
         item = services.queue_claim_next(project=project, user=user).item
-    assert any("SET LOCAL synchronous_commit TO OFF" in query["sql"] for query in queries)
+    assert any("set_config('synchronous_commit', 'off', true)" in query["sql"] for query in queries)
     with connection.cursor() as cursor:
         cursor.execute("SHOW synchronous_commit")
         assert cursor.fetchone()[0] == "on", "SET LOCAL must end with the claim's transaction"
@@ -152,3 +152,21 @@ def test_a_claim_commits_without_waiting_for_the_disk_but_a_label_waits(project,
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
         services.queue_claim_next(project=project, user=user)
     assert not any("synchronous_commit" in query["sql"] for query in queries)
+
+
+@ON_POSTGRES
+def test_a_claim_is_two_statements_that_bring_the_item_its_example_and_the_label_names(project, users):
+    run_import(project, "text\none\ntwo\n")
+    with CaptureQueriesContext(connection) as queries:
+        claim = services.queue_claim_next(project=project, user=users["annotator"])
+    statements = [query["sql"] for query in queries if not query["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+    # The held-lease probe (which also turns off the commit's disk wait), then the lease with its row.
+    assert len(statements) == 2, statements
+    assert claim.labels == selectors.label_names(project=project)
+    assert claim.item.state == "leased" and claim.item.lease_owner_id == users["annotator"].pk
+    assert claim.item.example.text in {"one", "two"} and claim.item.example.pk == claim.item.example_id
+    stored = QueueItem.objects.get(pk=claim.item.pk)
+    assert (stored.lease_id, stored.lease_expires_at) == (claim.item.lease_id, claim.item.lease_expires_at)
+    # A claim that hands back a held lease reads the labels separately (the API does), and stays the same item.
+    again = services.queue_claim_next(project=project, user=users["annotator"])
+    assert again.resumed and again.item.pk == claim.item.pk and again.labels is None
