@@ -1,4 +1,4 @@
-"""Validate and compile a stored rule set: every field checked, every pattern compiled once with RE2."""
+"""Validate and compile a stored rule set for `models_app.ml.rules`: every field checked, every pattern compiled once."""
 
 from __future__ import annotations
 
