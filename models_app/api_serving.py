@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -13,9 +14,12 @@ from ninja import Field, Router, Schema, Status
 from labeling import selectors as labeling_selectors
 from labeling.models import ProjectRole
 from models_app import services
+from models_app.ml.rules import RuleError
+from models_app.ml.training import ArtifactError
 from models_app.models import DeploymentEvent, GateDecision, ModelVersion
 
 router = Router(tags=["serving"])
+logger = logging.getLogger(__name__)
 
 ERROR_TEXTS_EMPTY = "Send at least one text in `texts`."
 ERROR_TEXTS_TOO_MANY = "Send at most {limit:,} texts per call; this call had {count:,}."
@@ -23,6 +27,7 @@ ERROR_TEXT_EMPTY = "texts[{index}] is empty: every text needs at least one visib
 ERROR_TEXT_TOO_LONG = "texts[{index}] has {length:,} characters; the limit is {limit:,}."
 ERROR_META_LENGTH = "`meta` needs one object per text: got {meta:,} for {texts:,} texts."
 ERROR_NO_VERSION = "No model version {number} in this project."
+ERROR_CANNOT_SERVE = "The published model cannot answer right now: {problem} Publish another version or fix the rules."
 OPTIONAL_REASON_BODY = {
     "requestBody": {
         "required": False,
@@ -97,7 +102,7 @@ def _validate(payload: PredictIn) -> str | None:
 
 @router.post(
     "/projects/{slug}/predict",
-    response={200: PredictOut, 400: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut},
+    response={200: PredictOut, 400: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 503: ErrorOut},
     summary="Classify texts with the published model and rules (any project member; token or session)",
 )
 def predict(request: HttpRequest, slug: str, payload: PredictIn) -> HttpResponse | Status[Any]:
@@ -113,6 +118,11 @@ def predict(request: HttpRequest, slug: str, payload: PredictIn) -> HttpResponse
             result = services.predict(project=project, texts=payload.texts, metas=payload.meta, user=request.auth)
     except services.PredictError as exc:
         return Status(409, {"detail": str(exc)})
+    except (ArtifactError, RuleError) as exc:
+        # The published pair exists but cannot answer (a missing or altered artifact file, rules that no longer
+        # fit the model's labels): say so instead of failing with a bare 500; the log keeps the details.
+        logger.exception("project %s: the published model could not answer", slug)
+        return Status(503, {"detail": ERROR_CANNOT_SERVE.format(problem=exc)})
     # The service already built plain JSON values; writing them directly skips validating every prediction again.
     body = {
         "model_version": result.model_version,

@@ -126,3 +126,18 @@ def test_publishing_needs_an_admin_and_a_reason_for_a_rejected_version(client, p
     assert gate[0]["passed"] is False and gate[0]["against"] == 1
     assert {check["name"] for check in gate[0]["checks"]} == {"holdout_size", "macro_f1", "class_recall", "rules"}
     assert client.get(f"{API}/projects/{project.slug}/models/2/gate", headers=bearer("annotator")).status_code == 403
+
+
+def test_a_published_model_whose_artifact_was_altered_answers_503_with_a_reason(
+    client, project, served, bearer, settings
+):
+    from pathlib import Path
+
+    from models_app.models import Deployment
+
+    version = Deployment.objects.get(project=project).model_version
+    (Path(settings.ARTIFACT_DIR) / version.artifact_path).write_bytes(b"not the model")
+    services.model_cache_clear()
+    response = _predict(client, project, bearer("annotator"), {"texts": ["hello"]})
+    assert response.status_code == 503
+    assert "does not match its recorded checksum" in response.json()["detail"]
