@@ -234,6 +234,8 @@ class ServingSettings:
     feedback_threshold: float = 0.6
     # Turn feedback off to serve without adding examples to the project.
     feedback: bool = True
+    # At most this many feedback examples a day (UTC), so heavy uncertain traffic cannot flood the queue.
+    feedback_per_day: int = 1000
 
 
 SERVING_BOUNDS: dict[str, tuple[float, float]] = {
@@ -241,6 +243,7 @@ SERVING_BOUNDS: dict[str, tuple[float, float]] = {
     "gate_recall_drop": (0.0, 1.0),
     "gate_min_holdout": (1, 100_000),
     "feedback_threshold": (0.0, 1.0),
+    "feedback_per_day": (0, 1_000_000),
 }
 
 

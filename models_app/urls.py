@@ -13,6 +13,7 @@ urlpatterns = [
     path("p/<slug:slug>/models/retrain/", views.model_retrain, name="model_retrain"),
     path("p/<slug:slug>/models/<int:number>/", views.model_detail, name="model_detail"),
     path("p/<slug:slug>/models/<int:number>/publish/", views_serving.model_publish, name="model_publish"),
+    path("p/<slug:slug>/models/serving-settings/", views_serving.serving_settings_save, name="serving_settings"),
     path("p/<slug:slug>/models/runs/<int:run_id>/", views.training_run, name="training_run"),
     path("p/<slug:slug>/queue/ranking/", views.queue_ranking, name="queue_ranking"),
     path("p/<slug:slug>/queue/ranking/rebuild/", views.queue_rebuild, name="queue_rebuild"),

@@ -25,6 +25,7 @@ from models_app.project_settings import (
     learning_settings_get,
     queue_settings_get,
     queue_settings_parse,
+    serving_settings_get,
 )
 
 PAGE_SIZE = 50
@@ -87,6 +88,7 @@ def model_list(request: HttpRequest, *, project: Project, role: str) -> HttpResp
         human_labels=human_labels,
         labels_since_run=max(human_labels - run.labels_at_start, 0) if run is not None else human_labels,
         deployment=services.deployment_get(project_id=project.pk),
+        serving=serving_settings_get(project),
         history=serving_history(project),
         **_run_context(run),
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from django.contrib import messages
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -13,9 +15,12 @@ from labeling.models import Project, ProjectRole
 from labeling.views.common import project_view
 from models_app import selectors, services
 from models_app.models import DeploymentEvent, GateDecision, ModelVersion, ModelVersionStatus
+from models_app.project_settings import serving_settings_get, serving_settings_parse
 
 ERROR_NO_VERSION = "This project has no model version {number}."
 MESSAGE_PUBLISHED = "Model v{number} now serves predictions; the queue is being re-ranked with it."
+MESSAGE_SERVING_SAVED = "Gate and feedback settings saved; the next model is judged with them."
+ERROR_NUMBER = "{name} must be a number."
 CHECK_NAMES = {
     "holdout_size": "Holdout size",
     "macro_f1": "Macro-F1",
@@ -95,4 +100,36 @@ def model_publish(request: HttpRequest, *, project: Project, role: str, number: 
         model_version_published(version=version, user=request.user)
         messages.success(request, MESSAGE_PUBLISHED.format(number=version.number))
     target = reverse("models_app:model_detail", kwargs={"slug": project.slug, "number": number})
+    return HttpResponseRedirect(target, status=303)
+
+
+@require_POST
+@project_view(ProjectRole.ADMIN)
+def serving_settings_save(request: HttpRequest, *, project: Project, role: str) -> HttpResponse:
+    """Save the gate's thresholds, auto-publishing and feedback settings from the Models page (admins)."""
+    data: dict[str, object] = {}
+    problem = ""
+    for name, default in asdict(serving_settings_get(project)).items():
+        if isinstance(default, bool):
+            data[name] = request.POST.get(name) == "on"
+            continue
+        raw = (request.POST.get(name) or "").strip()
+        try:
+            data[name] = int(raw) if isinstance(default, int) else float(raw)
+        except ValueError:
+            problem = problem or ERROR_NUMBER.format(name=name)
+    if not problem:
+        try:
+            settings = serving_settings_parse(data)
+        except ValueError as exc:
+            problem = str(exc)
+    if problem:
+        messages.error(request, problem)
+    else:
+        with transaction.atomic():
+            locked = Project.objects.select_for_update().get(pk=project.pk)
+            locked.settings = {**(locked.settings or {}), "serving": asdict(settings)}
+            locked.save(update_fields=["settings"])
+        messages.success(request, MESSAGE_SERVING_SAVED)
+    target = reverse("models_app:model_list", kwargs={"slug": project.slug}) + "#serving-heading"
     return HttpResponseRedirect(target, status=303)

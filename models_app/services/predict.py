@@ -197,6 +197,9 @@ def feedback_ingest(*, log_id: int) -> dict[str, int]:
     existing = set(
         Example.objects.filter(project=project, content_hash__in=list(seen)).values_list("content_hash", flat=True)
     )
+    fresh_entries = [(key, entry) for key, entry in seen.items() if key not in existing]
+    room = _feedback_room(project)
+    over_cap = max(len(fresh_entries) - room, 0)
     fresh = [
         Example(
             project=project,
@@ -214,21 +217,30 @@ def feedback_ingest(*, log_id: int) -> dict[str, int]:
             content_hash=key,
             origin=ExampleOrigin.FEEDBACK,
         )
-        for key, entry in seen.items()
-        if key not in existing
+        for key, entry in fresh_entries[:room]
     ]
     from labeling.services.queue import queue_fill
 
     with transaction.atomic():
         created = Example.objects.bulk_create(fresh, ignore_conflicts=True)
         queued = queue_fill(project=project) if fresh else 0
-    result = {"created": len(created), "duplicates": len(log.feedback) - len(fresh), "queued": queued}
+    duplicates = len(log.feedback) - len(fresh_entries)
+    result = {"created": len(created), "duplicates": duplicates, "over_daily_cap": over_cap, "queued": queued}
     PredictionLog.objects.filter(pk=log.pk).update(feedback_result=result)
     if fresh:
         from .queue_builds import queue_build_request
 
         queue_build_request(project=project, trigger=QueueBuildTrigger.FEEDBACK)
     return result
+
+
+def _feedback_room(project: Project) -> int:
+    """Return how many more feedback examples the project takes today (UTC) under its daily cap."""
+    cap = serving_settings_get(project).feedback_per_day
+    start = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    # Feedback examples are observed when their prediction was made: the (project, observed_at) index finds today's.
+    today = Example.objects.filter(project=project, observed_at__gte=start, origin=ExampleOrigin.FEEDBACK).count()
+    return max(cap - today, 0)
 
 
 def feedback_sweep(*, now: Any = None) -> int:

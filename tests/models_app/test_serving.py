@@ -224,3 +224,15 @@ def test_a_switch_made_by_another_process_is_served_within_the_refresh_interval(
 
     time.sleep(0.35)
     assert services.predict(project=project, texts=["free money"], metas=None).model_version == 2
+
+
+def test_feedback_stops_at_the_daily_cap(project, users):
+    labeled_project(project, users["annotator"], count=200)
+    _train(project)
+    _set(project, "serving", feedback_threshold=1.0, feedback_per_day=3)
+    first = services.predict(project=project, texts=["new one", "new two"], metas=None)
+    assert services.feedback_ingest(log_id=first.log_id)["created"] == 2
+    second = services.predict(project=project, texts=["new three", "new four", "new one"], metas=None)
+    outcome = services.feedback_ingest(log_id=second.log_id)
+    assert (outcome["created"], outcome["duplicates"], outcome["over_daily_cap"]) == (1, 1, 1)
+    assert Example.objects.filter(project=project, origin=ExampleOrigin.FEEDBACK).count() == 3

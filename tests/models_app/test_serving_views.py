@@ -76,3 +76,37 @@ def test_only_admins_may_publish(project, users, client_for, two_versions):
     assert client_for(users["outsider"]).post(url, {"reason": "x"}).status_code == 404
     assert client_for(users["admin"]).get(url).status_code == 405
     assert Deployment.objects.get(project=project).model_version.number == 1
+
+
+def test_an_admin_sets_the_gate_and_feedback_settings_on_the_models_page(project, users, client_for):
+    from models_app.project_settings import serving_settings_get
+
+    url = reverse("models_app:serving_settings", args=[project.slug])
+    page = client_for(users["admin"]).get(reverse("models_app:model_list", args=[project.slug])).content.decode()
+    assert 'name="feedback_threshold"' in page and 'value="0.6"' in page
+    reviewer_page = client_for(users["reviewer"]).get(reverse("models_app:model_list", args=[project.slug]))
+    assert 'name="feedback_threshold"' not in reviewer_page.content.decode()
+    assert client_for(users["reviewer"]).post(url, {"feedback_threshold": "0.5"}).status_code == 403
+
+    form = {
+        "auto_publish": "on",
+        "gate_tolerance": "0.01",
+        "gate_recall_drop": "0.1",
+        "gate_min_holdout": "50",
+        "feedback_threshold": "0.7",
+        "feedback_per_day": "200",
+    }
+    done = client_for(users["admin"]).post(url, form, follow=True)
+    assert "Gate and feedback settings saved" in done.content.decode()
+    project.refresh_from_db()
+    saved = serving_settings_get(project)
+    assert (saved.auto_publish, saved.feedback, saved.gate_min_holdout, saved.feedback_threshold) == (
+        True,
+        False,  # an unticked box
+        50,
+        0.7,
+    )
+    refused = client_for(users["admin"]).post(url, {**form, "feedback_threshold": "2"}, follow=True)
+    assert "feedback_threshold must be between" in refused.content.decode()
+    project.refresh_from_db()
+    assert serving_settings_get(project).feedback_threshold == 0.7
