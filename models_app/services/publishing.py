@@ -30,6 +30,7 @@ ERROR_NEEDS_REASON = (
 ERROR_NO_GATE = "the gate has not judged it"
 ERROR_NO_PUBLISHED_MODEL = "Publish a model first: rules run on top of the published model."
 ERROR_OTHER_PROJECT = "That belongs to another project."
+ERROR_MODEL_CHANGED = "Another model version was published while the rules were being checked; publish them again."
 ERROR_REASON_LENGTH = "Keep the reason under 2,000 characters."
 ERROR_RULES_NEED_REASON = (
     "These rules make the published model worse on its holdout ({reason}); publishing them needs a reason."
@@ -140,9 +141,19 @@ def model_version_publish(
 
 
 def rules_publish(
-    *, project_id: int, rule_set: RuleSet | None, user: Any = None, reason: str = "", worse: str = ""
+    *,
+    project_id: int,
+    rule_set: RuleSet | None,
+    user: Any = None,
+    reason: str = "",
+    worse: str = "",
+    checked_on: int | None = None,
 ) -> DeploymentEvent:
-    """Switch the project's live rule set, keeping the published model; `worse` names a harm found on the holdout."""
+    """Switch the project's live rule set, keeping the published model; `worse` names a harm found on the holdout.
+
+    `checked_on` is the id of the model version the rules were measured on: if another version was published
+    meanwhile, the switch is refused rather than putting rules live on a model they were never checked against.
+    """
     reason = _clean_reason(reason)
     if rule_set is not None and rule_set.project_id != project_id:
         raise PublishError(ERROR_OTHER_PROJECT)
@@ -152,6 +163,8 @@ def rules_publish(
         deployment = _lock(project_id)
         if deployment is None:
             raise PublishError(ERROR_NO_PUBLISHED_MODEL)
+        if checked_on is not None and deployment.model_version_id != checked_on:
+            raise PublishError(ERROR_MODEL_CHANGED)
         previous_model, previous_rules = _switch(
             project_id=project_id,
             deployment=deployment,

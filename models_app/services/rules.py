@@ -258,6 +258,7 @@ def rule_set_publish(
     project_id = rule_set.project_id if rule_set is not None else project.pk
     worse = ""
     deployment = deployment_get(project_id=project_id)
+    checked_on = deployment.model_version_id if deployment is not None else None
     if rule_set is not None and deployment is not None:
         version = deployment.model_version
         if preview is None or not preview.get("published") or preview.get("model_version") != version.number:
@@ -266,7 +267,9 @@ def rule_set_publish(
             except RuleError as exc:
                 raise PublishError(ERROR_STORED_RULES.format(number=rule_set.number, problem=exc)) from None
         worse = preview_worse(preview)
-    return rules_publish(project_id=project_id, rule_set=rule_set, user=user, reason=reason, worse=worse)
+    return rules_publish(
+        project_id=project_id, rule_set=rule_set, user=user, reason=reason, worse=worse, checked_on=checked_on
+    )
 
 
 def rule_set_list(*, project: Project, limit: int = 50) -> list[RuleSet]:

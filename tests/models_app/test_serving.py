@@ -236,3 +236,18 @@ def test_feedback_stops_at_the_daily_cap(project, users):
     outcome = services.feedback_ingest(log_id=second.log_id)
     assert (outcome["created"], outcome["duplicates"], outcome["over_daily_cap"]) == (1, 1, 1)
     assert Example.objects.filter(project=project, origin=ExampleOrigin.FEEDBACK).count() == 3
+
+
+def test_rules_checked_on_one_model_are_not_put_live_on_another(project, users):
+    from models_app.services.publishing import ERROR_MODEL_CHANGED
+
+    examples = labeled_project(project, users["annotator"], count=200)
+    first, _ = _train(project)
+    _shuffle_training_labels(project, examples)
+    second, _ = _train(project)
+    services.model_version_publish(version=second, user=users["admin"], reason="testing a switch")
+    rules = RuleSet.objects.create(project=project, number=1)
+    with pytest.raises(services.PublishError, match=ERROR_MODEL_CHANGED[:30]):
+        services.rules_publish(project_id=project.pk, rule_set=rules, checked_on=first.pk)
+    services.rules_publish(project_id=project.pk, rule_set=rules, checked_on=second.pk)
+    assert Deployment.objects.get(project=project).rule_set_id == rules.pk
