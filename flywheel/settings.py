@@ -220,6 +220,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "models_app.tasks.feedback_sweep_task",
         "schedule": 60.0,
     },
+    "prune-prediction-logs": {
+        "task": "models_app.tasks.prediction_logs_prune_task",
+        "schedule": 3600.0,
+    },
     "start-due-retraining": {
         "task": "models_app.tasks.training_triggers_check_task",
         "schedule": 60.0,
@@ -229,6 +233,8 @@ CELERY_BEAT_SCHEDULE = {
 FLYWHEEL_LLM_THREADS = _env_int("FLYWHEEL_LLM_THREADS", 2)
 # A running import, featurizing job or training run whose heartbeat is older than this is taken to have lost its worker.
 FLYWHEEL_JOB_STALE_SECONDS = _env_int("FLYWHEEL_JOB_STALE_SECONDS", 300)
+# Prediction logs older than this many days are deleted once their feedback is queued (0 keeps them forever).
+FLYWHEEL_PREDICTION_LOG_DAYS = _env_int("FLYWHEEL_PREDICTION_LOG_DAYS", 90)
 
 LOGGING = {
     "version": 1,

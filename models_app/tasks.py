@@ -71,3 +71,9 @@ def feedback_ingest_task(log_id: int) -> None:
 def feedback_sweep_task() -> int:
     """Ingest feedback whose task was lost."""
     return services.feedback_sweep()
+
+
+@shared_task
+def prediction_logs_prune_task() -> int:
+    """Delete old prediction logs whose feedback is queued."""
+    return services.prediction_logs_prune()

@@ -28,6 +28,7 @@ from .predict import (
     feedback_ingest,
     feedback_sweep,
     predict,
+    prediction_logs_prune,
     serving_refresh,
 )
 from .prelabel import (
@@ -84,6 +85,7 @@ __all__ = [
     "model_version_gate",
     "model_version_publish",
     "predict",
+    "prediction_logs_prune",
     "rule_specs",
     "serving_refresh",
     "rules_publish",

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from labeling.importing.rows import content_hash
@@ -254,3 +256,18 @@ def feedback_sweep(*, now: Any = None) -> int:
     for log_id in pending:
         feedback_ingest(log_id=log_id)
     return len(pending)
+
+
+def prediction_logs_prune(*, now: Any = None, batch: int = 5000) -> int:
+    """Delete logs older than FLYWHEEL_PREDICTION_LOG_DAYS whose feedback is queued; return how many went."""
+    days = django_settings.FLYWHEEL_PREDICTION_LOG_DAYS
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    old = PredictionLog.objects.filter(created_at__lt=cutoff).filter(Q(feedback_done_at__isnull=False) | Q(feedback=[]))
+    deleted = 0
+    while True:
+        ids = list(old.values_list("pk", flat=True)[:batch])
+        if not ids:
+            return deleted
+        deleted += PredictionLog.objects.filter(pk__in=ids).delete()[0]

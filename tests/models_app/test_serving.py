@@ -251,3 +251,44 @@ def test_rules_checked_on_one_model_are_not_put_live_on_another(project, users):
         services.rules_publish(project_id=project.pk, rule_set=rules, checked_on=first.pk)
     services.rules_publish(project_id=project.pk, rule_set=rules, checked_on=second.pk)
     assert Deployment.objects.get(project=project).rule_set_id == rules.pk
+
+
+def test_old_prediction_logs_are_pruned_once_their_feedback_is_queued(project, users, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    labeled_project(project, users["annotator"], count=200)
+    _train(project)
+    _set(project, "serving", feedback_threshold=1.0)
+    settings.FLYWHEEL_PREDICTION_LOG_DAYS = 30
+    pending = services.predict(project=project, texts=["still to ingest"], metas=None).log_id
+    done = services.predict(project=project, texts=["already queued"], metas=None).log_id
+    services.feedback_ingest(log_id=done)
+    _set(project, "serving", feedback_threshold=0.0)
+    plain = services.predict(project=project, texts=["free money"], metas=None).log_id
+    fresh = services.predict(project=project, texts=["free money"], metas=None).log_id
+    PredictionLog.objects.exclude(pk=fresh).update(created_at=timezone.now() - timedelta(days=31))
+    assert services.prediction_logs_prune() == 2
+    assert set(PredictionLog.objects.values_list("pk", flat=True)) == {pending, fresh}
+    assert plain not in set(PredictionLog.objects.values_list("pk", flat=True))
+    settings.FLYWHEEL_PREDICTION_LOG_DAYS = 0
+    assert services.prediction_logs_prune() == 0
+
+
+def test_the_sweep_ingests_feedback_whose_task_was_lost(project, users):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    labeled_project(project, users["annotator"], count=200)
+    _train(project)
+    _set(project, "serving", feedback_threshold=1.0)
+    lost = services.predict(project=project, texts=["a lost one"], metas=None).log_id
+    _set(project, "serving", feedback_threshold=0.0)
+    services.predict(project=project, texts=["free money"], metas=None)  # nothing to feed back
+    assert services.feedback_sweep() == 0  # too recent: its task may still be on its way
+    later = timezone.now() + timedelta(minutes=5)
+    assert services.feedback_sweep(now=later) == 1
+    assert PredictionLog.objects.get(pk=lost).feedback_result["created"] == 1
+    assert services.feedback_sweep(now=later) == 0
