@@ -87,16 +87,8 @@ def model_version_gate(*, version: ModelVersion) -> GateDecision:
         candidate_with_rules=with_rules,
         settings=settings,
     )
-    comparison = {**result.comparison, "notes": notes, "excluded_trained_by_published": _excluded(version, exclude)}
+    comparison = {**result.comparison, "notes": notes, "excluded_trained_by_published": holdout.excluded}
     return _record(version, published, rule_set, result, notes=notes, comparison=comparison)
-
-
-def _excluded(version: ModelVersion, exclude: np.ndarray | None) -> int:
-    """Count the version's holdout examples left out because the published version trained on them."""
-    record = split_load(version)
-    if record is None or exclude is None:
-        return 0
-    return int(np.isin(record.holdout_ids, exclude).sum())
 
 
 def _record(

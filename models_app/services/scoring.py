@@ -51,6 +51,8 @@ class Holdout:
     texts: list[str]
     metas: list[dict[str, Any]]
     y_true: list[str]
+    # Holdout examples left out because they were in `exclude`.
+    excluded: int = 0
 
 
 _cache: OrderedDict[tuple[int, str], LoadedModel] = OrderedDict()
@@ -115,8 +117,10 @@ def holdout_load(version: ModelVersion, *, exclude: np.ndarray | None = None) ->
         return None
     ids = np.asarray(record.holdout_ids, dtype=np.int64)
     labels = [str(label) for label in record.holdout_labels]
+    excluded = 0
     if exclude is not None and exclude.size:
         keep = ~np.isin(ids, exclude)
+        excluded = int(ids.size - keep.sum())
         ids = ids[keep]
         labels = [label for label, kept in zip(labels, keep.tolist(), strict=True) if kept]
     found = {row[0]: row[1:] for row in Example.objects.filter(pk__in=ids.tolist()).values_list("id", "text", "meta")}
@@ -127,6 +131,7 @@ def holdout_load(version: ModelVersion, *, exclude: np.ndarray | None = None) ->
         texts=[found[example_id][0] for example_id in ids.tolist()],
         metas=[found[example_id][1] or {} for example_id in ids.tolist()],
         y_true=[labels[index] for index in present],
+        excluded=excluded,
     )
 
 
