@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 from django.db import transaction
 
 from models_app.ml.gate import GateSettings, Scored, gate_decide
-from models_app.ml.rules import apply_rules_arrays, compile_rules
+from models_app.ml.rules import RuleError, apply_rules_arrays, compile_rules
+from models_app.ml.training import ArtifactError
 from models_app.models import Deployment, GateDecision, ModelVersion, ModelVersionStatus, RuleSet
 from models_app.project_settings import serving_settings_get
 
+from .feature_shards import FeatureStoreError
 from .scoring import ERROR_NO_SPLIT, holdout_load, model_labels, split_load, version_proba
 
+logger = logging.getLogger(__name__)
 ERROR_NO_HOLDOUT = "Model v{number} has no recorded holdout, so the gate cannot compare it."
 NOTE_FULL_HOLDOUT = " Its whole holdout was used."
 MESSAGE_PASSED = "Passed the gate."
+ERROR_GATE_FAILED = "The gate could not compare the models: {problem}"
 
 
 def deployment_get(*, project_id: int) -> Deployment | None:
@@ -37,11 +42,20 @@ def model_version_gate(*, version: ModelVersion) -> GateDecision:
     The shared holdout is the version's time-split holdout minus every example the published version trained on
     (the version itself never trains on its holdout). The rules that serve now run on top of the candidate.
     """
-    project = version.project
-    serving = serving_settings_get(project)
-    deployment = deployment_get(project_id=project.pk)
+    deployment = deployment_get(project_id=version.project_id)
     published = deployment.model_version if deployment and deployment.model_version_id != version.pk else None
     rule_set = deployment.rule_set if deployment else None
+    try:
+        return _judge(version, published, rule_set)
+    except (ArtifactError, RuleError, FeatureStoreError) as exc:
+        # A file that cannot be trusted or rules that no longer fit: the candidate cannot be judged, so it is
+        # rejected with the reason and the published version keeps serving.
+        logger.exception("model version %s: the gate could not run", version.pk)
+        return _record(version, published, rule_set, None, notes=[ERROR_GATE_FAILED.format(problem=exc)])
+
+
+def _judge(version: ModelVersion, published: ModelVersion | None, rule_set: RuleSet | None) -> GateDecision:
+    serving = serving_settings_get(version.project)
     notes: list[str] = []
     exclude = None
     if published is not None:

@@ -292,3 +292,21 @@ def test_the_sweep_ingests_feedback_whose_task_was_lost(project, users):
     assert services.feedback_sweep(now=later) == 1
     assert PredictionLog.objects.get(pk=lost).feedback_result["created"] == 1
     assert services.feedback_sweep(now=later) == 0
+
+
+def test_a_candidate_the_gate_cannot_compare_is_rejected_with_the_reason_and_the_run_still_succeeds(
+    project, users, settings
+):
+    from pathlib import Path
+
+    examples = labeled_project(project, users["annotator"], count=200)
+    first, _ = _train(project)
+    (Path(settings.ARTIFACT_DIR) / first.artifact_path).write_bytes(b"tampered")
+    services.model_cache_clear()
+    _shuffle_training_labels(project, examples, share=0.1)
+    second, run = _train(project)
+    assert second.status == ModelVersionStatus.REJECTED
+    decision = GateDecision.objects.get(model_version=second)
+    assert not decision.passed and decision.reasons[0].startswith("The gate could not compare the models:")
+    assert "checksum" in decision.reasons[0]
+    assert Deployment.objects.get(project=project).model_version_id == first.pk
