@@ -10,6 +10,8 @@ from .models import Project
 
 ERROR_SETTING_RANGE = "{name} must be between {low} and {high}."
 ERROR_SETTING_TYPE = "{name} must be {expected}."
+ERROR_SETTING_CHOICE = "{name} must be one of {choices}."
+ERROR_TEXT_LENGTH = "{name} must be text of at most {limit} characters."
 
 T = TypeVar("T")
 
@@ -73,21 +75,47 @@ def labeling_settings_get(project: Project) -> LabelingSettings:
     return settings_section_get(project, "labeling", labeling_settings_parse)
 
 
-def labeling_settings_parse(data: dict[str, Any]) -> LabelingSettings:
-    """Validate a dict of settings (missing keys keep their defaults); raise ValueError with a clear message."""
-    defaults = LabelingSettings()
+def settings_fields_parse(
+    cls: type[T],
+    data: dict[str, Any],
+    *,
+    bounds: dict[str, tuple[float, float]],
+    choices: dict[str, tuple[str, ...]] | None = None,
+    text_limits: dict[str, int] | None = None,
+) -> T:
+    """Build a settings dataclass from a dict, each missing key keeping its default; ValueError names a bad value.
+
+    A field listed in `choices` must be one of them; a bool must be true or false; a string is stripped and at most
+    its `text_limits` long; any other field is a number within its `bounds`, of its default's type.
+    """
+    choices = choices or {}
+    text_limits = text_limits or {}
+    defaults = cls()
     values: dict[str, Any] = {}
-    for item in fields(LabelingSettings):
+    for item in fields(cls):
         name = item.name
-        raw = data.get(name, getattr(defaults, name))
         default = getattr(defaults, name)
-        if isinstance(default, bool):
+        raw = data.get(name, default)
+        if name in choices:
+            if raw not in choices[name]:
+                raise ValueError(ERROR_SETTING_CHOICE.format(name=name, choices=", ".join(choices[name])))
+            values[name] = str(raw)
+        elif isinstance(default, bool):
             if not isinstance(raw, bool):
                 raise ValueError(ERROR_SETTING_TYPE.format(name=name, expected="true or false"))
             values[name] = raw
-            continue
-        values[name] = setting_number_parse(name, raw, default=default, bounds=BOUNDS[name])
-    return LabelingSettings(**values)
+        elif isinstance(default, str):
+            if not isinstance(raw, str) or len(raw) > text_limits[name]:
+                raise ValueError(ERROR_TEXT_LENGTH.format(name=name, limit=text_limits[name]))
+            values[name] = raw.strip()
+        else:
+            values[name] = setting_number_parse(name, raw, default=default, bounds=bounds[name])
+    return cls(**values)
+
+
+def labeling_settings_parse(data: dict[str, Any]) -> LabelingSettings:
+    """Validate a dict of settings (missing keys keep their defaults); raise ValueError with a clear message."""
+    return settings_fields_parse(LabelingSettings, data, bounds=BOUNDS)
 
 
 def labeling_settings_as_dict(settings: LabelingSettings) -> dict[str, Any]:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from labeling.models import Project
 from labeling.project_settings import (  # the messages are shared with labeling settings
+    ERROR_SETTING_CHOICE,
     ERROR_SETTING_RANGE,
     ERROR_SETTING_TYPE,
-    setting_number_parse,
+    settings_fields_parse,
     settings_section_get,
 )
 
 from .models import FeaturizerName
-
-ERROR_SETTING_CHOICE = "{name} must be one of {choices}."
 
 
 @dataclass(frozen=True)
@@ -50,19 +49,7 @@ def learning_settings_get(project: Project) -> LearningSettings:
 
 def learning_settings_parse(data: dict[str, Any]) -> LearningSettings:
     """Validate a dict of settings (missing keys keep their defaults); raise ValueError with a clear message."""
-    defaults = LearningSettings()
-    values: dict[str, Any] = {}
-    for item in fields(LearningSettings):
-        name = item.name
-        default = getattr(defaults, name)
-        raw = data.get(name, default)
-        if name in CHOICES:
-            if raw not in CHOICES[name]:
-                raise ValueError(ERROR_SETTING_CHOICE.format(name=name, choices=", ".join(CHOICES[name])))
-            values[name] = str(raw)
-            continue
-        values[name] = setting_number_parse(name, raw, default=default, bounds=BOUNDS[name])
-    return LearningSettings(**values)
+    return settings_fields_parse(LearningSettings, data, bounds=BOUNDS, choices=CHOICES)
 
 
 def learning_settings_as_dict(settings: LearningSettings) -> dict[str, Any]:
@@ -113,7 +100,6 @@ QUEUE_BOUNDS: dict[str, tuple[float, float]] = {
 }
 QUEUE_CHOICES: dict[str, tuple[str, ...]] = {"uncertainty": ("least_confidence", "margin", "entropy")}
 ERROR_QUOTAS_ZERO = "At least one source needs a share above 0."
-ERROR_TEXT_LENGTH = "{name} must be text of at most {limit} characters."
 
 
 @dataclass(frozen=True)
@@ -161,27 +147,9 @@ def llm_settings_get(project: Project) -> LLMSettings:
 
 def llm_settings_parse(data: dict[str, Any]) -> LLMSettings:
     """Validate a dict of LLM settings (missing keys keep their defaults); raise ValueError with a clear message."""
-    defaults = LLMSettings()
-    values: dict[str, Any] = {}
-    for item in fields(LLMSettings):
-        name = item.name
-        default = getattr(defaults, name)
-        raw = data.get(name, default)
-        if name in LLM_CHOICES:
-            if raw not in LLM_CHOICES[name]:
-                raise ValueError(ERROR_SETTING_CHOICE.format(name=name, choices=", ".join(LLM_CHOICES[name])))
-            values[name] = str(raw)
-        elif isinstance(default, bool):
-            if not isinstance(raw, bool):
-                raise ValueError(ERROR_SETTING_TYPE.format(name=name, expected="true or false"))
-            values[name] = raw
-        elif isinstance(default, str):
-            if not isinstance(raw, str) or len(raw) > LLM_TEXT_LIMITS[name]:
-                raise ValueError(ERROR_TEXT_LENGTH.format(name=name, limit=LLM_TEXT_LIMITS[name]))
-            values[name] = raw.strip()
-        else:
-            values[name] = setting_number_parse(name, raw, default=default, bounds=LLM_BOUNDS[name])
-    settings = LLMSettings(**values)
+    settings = settings_fields_parse(
+        LLMSettings, data, bounds=LLM_BOUNDS, choices=LLM_CHOICES, text_limits=LLM_TEXT_LIMITS
+    )
     if settings.base_url and not settings.base_url.startswith(("http://", "https://")):
         raise ValueError(ERROR_BASE_URL)
     if settings.labeler == "openai" and not (settings.base_url and settings.model):
@@ -196,23 +164,9 @@ def queue_settings_get(project: Project) -> QueueSettings:
 
 def queue_settings_parse(data: dict[str, Any]) -> QueueSettings:
     """Validate a dict of queue settings (missing keys keep their defaults); raise ValueError with a clear message."""
-    defaults = QueueSettings()
-    values: dict[str, Any] = {}
-    for item in fields(QueueSettings):
-        name = item.name
-        default = getattr(defaults, name)
-        raw = data.get(name, default)
-        if name in QUEUE_CHOICES:
-            if raw not in QUEUE_CHOICES[name]:
-                raise ValueError(ERROR_SETTING_CHOICE.format(name=name, choices=", ".join(QUEUE_CHOICES[name])))
-            values[name] = str(raw)
-        elif name == "stratify_by":
-            if not isinstance(raw, str) or len(raw) > 100:
-                raise ValueError(ERROR_TEXT_LENGTH.format(name=name, limit=100))
-            values[name] = raw.strip()
-        else:
-            values[name] = setting_number_parse(name, raw, default=default, bounds=QUEUE_BOUNDS[name])
-    settings = QueueSettings(**values)
+    settings = settings_fields_parse(
+        QueueSettings, data, bounds=QUEUE_BOUNDS, choices=QUEUE_CHOICES, text_limits={"stratify_by": 100}
+    )
     if not any(share > 0 for share in settings.quotas().values()):
         raise ValueError(ERROR_QUOTAS_ZERO)
     return settings
@@ -254,19 +208,7 @@ def serving_settings_get(project: Project) -> ServingSettings:
 
 def serving_settings_parse(data: dict[str, Any]) -> ServingSettings:
     """Validate a dict of serving settings (missing keys keep their defaults); raise ValueError with a clear message."""
-    defaults = ServingSettings()
-    values: dict[str, Any] = {}
-    for item in fields(ServingSettings):
-        name = item.name
-        default = getattr(defaults, name)
-        raw = data.get(name, default)
-        if isinstance(default, bool):
-            if not isinstance(raw, bool):
-                raise ValueError(ERROR_SETTING_TYPE.format(name=name, expected="true or false"))
-            values[name] = raw
-        else:
-            values[name] = setting_number_parse(name, raw, default=default, bounds=SERVING_BOUNDS[name])
-    return ServingSettings(**values)
+    return settings_fields_parse(ServingSettings, data, bounds=SERVING_BOUNDS)
 
 
 __all__ = [

@@ -120,3 +120,26 @@ def labeled_project(project, user, count=120, *, start=datetime(2024, 1, 1, tzin
         for index, example in enumerate(examples)
     )
     return examples
+
+
+def train_version(project: Project) -> tuple[Any, Any]:
+    """Run a training run in this process (the worker's code path); return its model version and the run."""
+    from models_app import services
+    from models_app.models import ModelVersion, TrainingTrigger
+
+    run = services.training_run_request(project=project, trigger=TrainingTrigger.BUTTON)
+    run = services.training_run_execute(run_id=run.pk)
+    assert run.state == "succeeded", run.message
+    return ModelVersion.objects.get(pk=run.model_version_id), run
+
+
+def shuffle_training_labels(project: Project, examples: Sequence[Example], share: float = 0.8, seed: int = 0) -> None:
+    """Give the older examples random labels, keeping the newest (the holdout) true."""
+    import random
+
+    from labeling.models import Label
+
+    rng = random.Random(seed)
+    labels = list(Label.objects.filter(project=project))
+    for example in examples[: int(len(examples) * share)]:
+        Annotation.objects.filter(example=example).update(label=rng.choice(labels))

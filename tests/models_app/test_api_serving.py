@@ -12,25 +12,19 @@ from models_app.api_serving import (
     ERROR_TEXTS_EMPTY,
     ERROR_TEXTS_TOO_MANY,
 )
-from models_app.models import GateDecision, ModelVersion, PredictionLog, TrainingTrigger
+from models_app.models import GateDecision, ModelVersion, PredictionLog
 
-from .factories import labeled_project
-from .test_serving import _shuffle_training_labels
+from .factories import labeled_project, shuffle_training_labels, train_version
 
 pytestmark = pytest.mark.django_db
 
 API = "/api/v1"
 
 
-def _train(project):
-    run = services.training_run_request(project=project, trigger=TrainingTrigger.BUTTON)
-    return services.training_run_execute(run_id=run.pk)
-
-
 @pytest.fixture
 def served(project, users):
     examples = labeled_project(project, users["annotator"], count=200)
-    _train(project)
+    train_version(project)
     return examples
 
 
@@ -92,8 +86,8 @@ def test_predict_before_any_publish_is_a_409_that_says_what_to_do(client, projec
 
 
 def test_publishing_needs_an_admin_and_a_reason_for_a_rejected_version(client, project, users, served, bearer):
-    _shuffle_training_labels(project, served)
-    _train(project)
+    shuffle_training_labels(project, served)
+    train_version(project)
     assert ModelVersion.objects.get(number=2).status == "rejected"
     url = f"{API}/projects/{project.slug}/models/2/publish"
     assert client.post(url, headers=bearer("reviewer")).status_code == 403

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
-from labeling.models import Annotation, Example, ExampleOrigin, Label, QueueItem
+from labeling.models import Example, ExampleOrigin, QueueItem
 from models_app import services
 from models_app.models import (
     Deployment,
@@ -19,11 +17,10 @@ from models_app.models import (
     QueueBuild,
     Rule,
     RuleSet,
-    TrainingTrigger,
 )
 from models_app.services.publishing import ERROR_NO_PUBLISHED_MODEL
 
-from .factories import labeled_project
+from .factories import labeled_project, shuffle_training_labels, train_version
 
 pytestmark = pytest.mark.django_db
 
@@ -33,24 +30,9 @@ def _set(project, section, **values):
     project.save(update_fields=["settings"])
 
 
-def _train(project):
-    run = services.training_run_request(project=project, trigger=TrainingTrigger.BUTTON)
-    run = services.training_run_execute(run_id=run.pk)
-    assert run.state == "succeeded", run.message
-    return ModelVersion.objects.get(pk=run.model_version_id), run
-
-
-def _shuffle_training_labels(project, examples, share=0.8, seed=0):
-    """Give the older examples random labels, keeping the newest (the holdout) true."""
-    rng = random.Random(seed)
-    labels = list(Label.objects.filter(project=project))
-    for example in examples[: int(len(examples) * share)]:
-        Annotation.objects.filter(example=example).update(label=rng.choice(labels))
-
-
 def test_a_first_model_that_beats_the_baseline_is_published_by_itself(project, users):
     labeled_project(project, users["annotator"], count=200)
-    version, run = _train(project)
+    version, run = train_version(project)
     assert version.status == ModelVersionStatus.PUBLISHED
     assert "passed the gate and now serves" in run.message
     decision = GateDecision.objects.get(model_version=version)
@@ -69,7 +51,7 @@ def test_a_first_model_that_beats_the_baseline_is_published_by_itself(project, u
 
 def test_a_small_holdout_is_rejected_and_nothing_serves(project, users):
     labeled_project(project, users["annotator"], count=100)
-    version, run = _train(project)
+    version, run = train_version(project)
     assert version.status == ModelVersionStatus.REJECTED
     assert "The shared holdout has only 20 examples" in version.status_reason
     assert "The gate rejected it" in run.message
@@ -78,9 +60,9 @@ def test_a_small_holdout_is_rejected_and_nothing_serves(project, users):
 
 def test_a_candidate_trained_on_shuffled_labels_is_rejected_and_the_published_model_stays(project, users):
     examples = labeled_project(project, users["annotator"], count=200)
-    first, _ = _train(project)
-    _shuffle_training_labels(project, examples)
-    second, run = _train(project)
+    first, _ = train_version(project)
+    shuffle_training_labels(project, examples)
+    second, run = train_version(project)
     assert second.status == ModelVersionStatus.REJECTED, second.metrics["macro_f1"]
     decision = GateDecision.objects.get(model_version=second)
     assert not decision.passed and decision.against_id == first.pk
@@ -96,9 +78,9 @@ def test_a_candidate_trained_on_shuffled_labels_is_rejected_and_the_published_mo
 
 def test_the_shared_holdout_leaves_out_what_the_published_model_trained_on(project, users):
     labeled_project(project, users["annotator"], count=200)
-    first, _ = _train(project)
+    first, _ = train_version(project)
     _set(project, "learning", holdout_share=0.5)
-    second, _ = _train(project)
+    second, _ = train_version(project)
     decision = GateDecision.objects.get(model_version=second)
     # v2 holds out the newest 100; v1 trained on the oldest 160, so 60 of them are left out.
     assert second.holdout["size"] == 100
@@ -109,9 +91,9 @@ def test_the_shared_holdout_leaves_out_what_the_published_model_trained_on(proje
 
 def test_publishing_a_rejected_version_needs_a_reason_and_is_recorded_as_an_override(project, users):
     examples = labeled_project(project, users["annotator"], count=200)
-    first, _ = _train(project)
-    _shuffle_training_labels(project, examples)
-    second, _ = _train(project)
+    first, _ = train_version(project)
+    shuffle_training_labels(project, examples)
+    second, _ = train_version(project)
     with pytest.raises(services.PublishError, match="did not pass the gate"):
         services.model_version_publish(version=second, user=users["admin"])
     event = services.model_version_publish(version=second, user=users["admin"], reason="Legal asked for v2.")
@@ -134,7 +116,7 @@ def test_publishing_a_rejected_version_needs_a_reason_and_is_recorded_as_an_over
 
 def test_predictions_are_logged_and_rules_run_on_top(project, users):
     labeled_project(project, users["annotator"], count=200)
-    _train(project)
+    train_version(project)
     rules = RuleSet.objects.create(project=project, number=1, created_by=users["admin"])
     Rule.objects.create(
         rule_set=rules,
@@ -172,7 +154,7 @@ def test_predictions_are_logged_and_rules_run_on_top(project, users):
 
 def test_uncertain_and_abstained_predictions_become_deduplicated_feedback_examples_in_the_queue(project, users):
     examples = labeled_project(project, users["annotator"], count=200)
-    _train(project)
+    train_version(project)
     _set(project, "serving", feedback_threshold=1.0)  # every prediction counts as uncertain
     QueueBuild.objects.filter(project=project).update(state="succeeded")  # the new model's rebuild has run
     texts = ["a brand new comment", "a brand new comment", examples[0].text, "  another new one  "]
@@ -192,7 +174,7 @@ def test_uncertain_and_abstained_predictions_become_deduplicated_feedback_exampl
 
 def test_confident_predictions_are_not_fed_back_and_feedback_can_be_turned_off(project, users):
     labeled_project(project, users["annotator"], count=200)
-    _train(project)
+    train_version(project)
     _set(project, "serving", feedback_threshold=0.0)
     log = PredictionLog.objects.get(pk=services.predict(project=project, texts=["free money"], metas=None).log_id)
     assert log.feedback == [] and log.low_confidence == 0
@@ -212,9 +194,9 @@ def test_a_switch_made_by_another_process_is_served_within_the_refresh_interval(
     predict_module = sys.modules["models_app.services.predict"]
 
     examples = labeled_project(project, users["annotator"], count=200)
-    first, _ = _train(project)
-    _shuffle_training_labels(project, examples)
-    second, _ = _train(project)
+    first, _ = train_version(project)
+    shuffle_training_labels(project, examples)
+    second, _ = train_version(project)
     monkeypatch.setattr(predict_module, "LIVE_REFRESH_SECONDS", 0.3)
     assert services.predict(project=project, texts=["free money"], metas=None).model_version == 1
     # Another serving process switched the row; this process has not been told.
@@ -228,7 +210,7 @@ def test_a_switch_made_by_another_process_is_served_within_the_refresh_interval(
 
 def test_feedback_stops_at_the_daily_cap(project, users):
     labeled_project(project, users["annotator"], count=200)
-    _train(project)
+    train_version(project)
     _set(project, "serving", feedback_threshold=1.0, feedback_per_day=3)
     first = services.predict(project=project, texts=["new one", "new two"], metas=None)
     assert services.feedback_ingest(log_id=first.log_id)["created"] == 2
@@ -242,9 +224,9 @@ def test_rules_checked_on_one_model_are_not_put_live_on_another(project, users):
     from models_app.services.publishing import ERROR_MODEL_CHANGED
 
     examples = labeled_project(project, users["annotator"], count=200)
-    first, _ = _train(project)
-    _shuffle_training_labels(project, examples)
-    second, _ = _train(project)
+    first, _ = train_version(project)
+    shuffle_training_labels(project, examples)
+    second, _ = train_version(project)
     services.model_version_publish(version=second, user=users["admin"], reason="testing a switch")
     rules = RuleSet.objects.create(project=project, number=1)
     with pytest.raises(services.PublishError, match=ERROR_MODEL_CHANGED[:30]):
@@ -259,7 +241,7 @@ def test_old_prediction_logs_are_pruned_once_their_feedback_is_queued(project, u
     from django.utils import timezone
 
     labeled_project(project, users["annotator"], count=200)
-    _train(project)
+    train_version(project)
     _set(project, "serving", feedback_threshold=1.0)
     settings.FLYWHEEL_PREDICTION_LOG_DAYS = 30
     pending = services.predict(project=project, texts=["still to ingest"], metas=None).log_id
@@ -282,7 +264,7 @@ def test_the_sweep_ingests_feedback_whose_task_was_lost(project, users):
     from django.utils import timezone
 
     labeled_project(project, users["annotator"], count=200)
-    _train(project)
+    train_version(project)
     _set(project, "serving", feedback_threshold=1.0)
     lost = services.predict(project=project, texts=["a lost one"], metas=None).log_id
     _set(project, "serving", feedback_threshold=0.0)
@@ -300,11 +282,11 @@ def test_a_candidate_the_gate_cannot_compare_is_rejected_with_the_reason_and_the
     from pathlib import Path
 
     examples = labeled_project(project, users["annotator"], count=200)
-    first, _ = _train(project)
+    first, _ = train_version(project)
     (Path(settings.ARTIFACT_DIR) / first.artifact_path).write_bytes(b"tampered")
     services.model_cache_clear()
-    _shuffle_training_labels(project, examples, share=0.1)
-    second, run = _train(project)
+    shuffle_training_labels(project, examples, share=0.1)
+    second, run = train_version(project)
     assert second.status == ModelVersionStatus.REJECTED
     decision = GateDecision.objects.get(model_version=second)
     assert not decision.passed and decision.reasons[0].startswith("The gate could not compare the models:")

@@ -5,27 +5,20 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from models_app import services
-from models_app.models import Deployment, DeploymentAction, DeploymentEvent, GateDecision, TrainingTrigger
+from models_app.models import Deployment, DeploymentAction, DeploymentEvent, GateDecision
 
-from .factories import labeled_project
-from .test_serving import _shuffle_training_labels
+from .factories import labeled_project, shuffle_training_labels, train_version
 
 pytestmark = pytest.mark.django_db
-
-
-def _train(project):
-    run = services.training_run_request(project=project, trigger=TrainingTrigger.BUTTON)
-    return services.training_run_execute(run_id=run.pk)
 
 
 @pytest.fixture
 def two_versions(project, users):
     """v1 passes and serves; v2, trained on shuffled labels, is rejected."""
     examples = labeled_project(project, users["annotator"], count=200)
-    _train(project)
-    _shuffle_training_labels(project, examples)
-    _train(project)
+    train_version(project)
+    shuffle_training_labels(project, examples)
+    train_version(project)
 
 
 def test_the_model_page_shows_the_gate_checks_and_both_models_scores(project, users, client_for, two_versions):
